@@ -1,0 +1,9 @@
+"""vlm: one RoPE/RMSNorm ViT encoder for classification, detection, segmentation and a Llama VLM.
+
+Importing vlm registers the encoders in timm's model registry (`timm.create_model('vlm_vit_small_patch16_rope_rms')`).
+"""
+from . import encoder  # noqa: F401  (registers the timm models)
+from .encoder import ENCODER_NAMES, dense_features, load_encoder_weights
+
+__version__ = '0.1.0'
+__all__ = ['ENCODER_NAMES', 'dense_features', 'load_encoder_weights', '__version__']

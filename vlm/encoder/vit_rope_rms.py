@@ -1,0 +1,222 @@
+"""The vlm image encoder: a timm `Eva` Vision Transformer with 2D RoPE and RMSNorm, registered in timm.
+
+After `import vlm`, `timm.create_model('vlm_vit_small_patch16_rope_rms', **kwargs)` builds one. Every
+constructor argument is JSON-serialisable (norm layer and RoPE type are chosen by name), so a YAML config
+describes an encoder completely.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional, Tuple, Union
+
+import torch
+from timm.layers import get_norm_layer, resample_abs_pos_embed
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models.eva import Eva
+from torch import nn
+
+from vlm.layers.rms_norm import FastRmsNorm
+from vlm.layers.rope_2d import RotaryEmbedding2d
+from vlm.layers.rope_attention import RopeAttention
+
+from .checkpoint_filter import checkpoint_filter_fn
+
+__all__ = ['VisionTransformerRopeRms', 'ENCODER_NAMES']
+
+NORM_LAYERS: Dict[str, Callable[..., nn.Module]] = {'rmsnorm': FastRmsNorm}
+
+
+def resolve_norm_layer(name: str, eps: float) -> Callable[[int], nn.Module]:
+    """A norm layer by name: 'rmsnorm' (the fused RMSNorm) or any name timm's `get_norm_layer` knows."""
+    try:
+        layer = NORM_LAYERS.get(name) or get_norm_layer(name)
+    except KeyError:
+        layer = None
+    if layer is None:
+        raise ValueError(f"unknown norm_layer {name!r}: use 'rmsnorm' or a timm norm layer name ('layernorm', ...)")
+
+    def make(channels: int, **kwargs: Any) -> nn.Module:  # kwargs: device / dtype from timm
+        return layer(channels, eps=eps, **kwargs)
+
+    return make
+
+
+class VisionTransformerRopeRms(Eva):
+    """ViT with 2D rotary position embedding and RMSNorm on timm's `Eva` (blocks, patch embed, pooling,
+    `forward_intermediates`, `group_matcher` for layer-wise lr decay, gradient checkpointing).
+
+    What differs from a plain `Eva`: the norm layer is given by name (default 'rmsnorm'); there is no
+    absolute position embedding unless asked for; the RoPE tables come from `RotaryEmbedding2d`
+    (``rope_type`` 'mixed' or 'axial') and are applied by `RopeAttention`; `dynamic_img_size` is on, so
+    any image size runs (the grid is H // patch by W // patch).
+    """
+
+    def __init__(
+            self,
+            img_size: Union[int, Tuple[int, int]] = 224,
+            patch_size: Union[int, Tuple[int, int]] = 16,
+            embed_dim: int = 768,
+            depth: int = 12,
+            num_heads: int = 12,
+            qkv_bias: bool = True,
+            qk_norm: bool = False,
+            norm_layer: str = 'rmsnorm',
+            norm_eps: float = 1e-6,
+            rope_type: str = 'mixed',
+            rope_temperature: Optional[float] = None,
+            use_abs_pos_emb: bool = False,
+            dynamic_img_size: bool = True,
+            global_pool: str = 'avg',
+            use_fc_norm: bool = False,
+            attn_drop_rate: float = 0.0,
+            **kwargs: Any,
+    ) -> None:
+        for unsupported in ('use_rot_pos_emb', 'attn_type', 'qkv_fused', 'rope_rotate_half', 'use_post_norm'):
+            if unsupported in kwargs:
+                raise TypeError(f"{unsupported!r} is fixed by {type(self).__name__} (RoPE attention is built in)")
+        super().__init__(
+            img_size=img_size,
+            patch_size=patch_size,
+            embed_dim=embed_dim,
+            depth=depth,
+            num_heads=num_heads,
+            qkv_bias=qkv_bias,
+            qk_norm=qk_norm,
+            norm_layer=resolve_norm_layer(norm_layer, norm_eps),
+            use_abs_pos_emb=use_abs_pos_emb,
+            use_rot_pos_emb=False,
+            dynamic_img_size=dynamic_img_size,
+            global_pool=global_pool,
+            use_fc_norm=use_fc_norm,
+            **kwargs,
+        )
+        head_dim = embed_dim // num_heads
+        self.rope = RotaryEmbedding2d(
+            head_dim=head_dim,
+            num_heads=num_heads,
+            depth=depth,
+            rope_type=rope_type,
+            temperature=rope_temperature,
+            num_prefix_tokens=self.num_prefix_tokens,
+        )
+        self.rope_mixed = rope_type == 'mixed'  # Eva then hands block i the table rope[i]
+        qk_norm_layer = resolve_norm_layer(norm_layer, norm_eps) if qk_norm else None
+        for block in self.blocks:
+            block.attn = RopeAttention(
+                embed_dim,
+                num_heads=num_heads,
+                qkv_bias=qkv_bias,
+                qk_norm=qk_norm,
+                norm_layer=qk_norm_layer,
+                attn_drop=attn_drop_rate,
+                proj_drop=kwargs.get('proj_drop_rate', 0.0),
+            )
+        self.init_weights(needs_reset=False)  # the new attention layers get Eva's init (incl. depth scaling)
+
+    def _pos_embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Patch tokens (B, H, W, C) or (B, H*W, C) -> tokens with prefix (B, N, C) and the RoPE table."""
+        if x.ndim == 4:
+            B, H, W, C = x.shape
+            x = x.reshape(B, H * W, C)
+        else:
+            H, W = self.patch_embed.grid_size
+        if self.pos_embed is not None:
+            num_prefix = 0 if self.no_embed_class else self.num_prefix_tokens
+            pos_embed = resample_abs_pos_embed(
+                self.pos_embed, new_size=(H, W), old_size=self.patch_embed.grid_size, num_prefix_tokens=num_prefix)
+        prefix = [t.expand(x.shape[0], -1, -1) for t in (self.cls_token, self.reg_token) if t is not None]
+        if self.pos_embed is not None and self.no_embed_class:
+            x = x + pos_embed
+        x = torch.cat(prefix + [x], dim=1) if prefix else x  # (B, N, C), N = prefix + H*W
+        if self.pos_embed is not None and not self.no_embed_class:
+            x = x + pos_embed
+        x = self.pos_drop(x)
+
+        rope = self.rope((H, W))  # complex (depth, heads, N, d/2) or (1, N, d/2)
+        if self.patch_drop is not None:
+            x, keep_indices = self.patch_drop(x)
+            if keep_indices is not None:
+                rope = self._gather_rope(rope, keep_indices)
+        return x, rope
+
+    def _gather_rope(self, rope: torch.Tensor, keep_indices: torch.Tensor) -> torch.Tensor:
+        """Keep the table rows of the prefix and of the kept patches: per-sample tables with a batch dim."""
+        npt = self.num_prefix_tokens
+        prefix_rows = torch.arange(npt, device=keep_indices.device).expand(keep_indices.shape[0], -1)
+        rows = torch.cat([prefix_rows, keep_indices + npt], dim=1)  # (B, K)
+        if self.rope_mixed:
+            depth, heads, _, half = rope.shape
+            index = rows[None, :, None, :, None].expand(depth, -1, heads, -1, half)
+            return rope.unsqueeze(1).expand(-1, rows.shape[0], -1, -1, -1).gather(3, index)  # (depth, B, h, K, d/2)
+        _, _, half = rope.shape
+        index = rows[:, None, :, None].expand(-1, 1, -1, half)
+        return rope.unsqueeze(0).expand(rows.shape[0], -1, -1, -1).gather(2, index)  # (B, 1, K, d/2)
+
+
+def _cfg(**kwargs: Any) -> Dict[str, Any]:
+    return {
+        'url': '',
+        'num_classes': 1000,
+        'input_size': (3, 224, 224),
+        'pool_size': None,
+        'crop_pct': 0.9,
+        'interpolation': 'bicubic',
+        'fixed_input_size': False,
+        'mean': (0.485, 0.456, 0.406),
+        'std': (0.229, 0.224, 0.225),
+        'first_conv': 'patch_embed.proj',
+        'classifier': 'head',
+        'license': 'apache-2.0',
+        **kwargs,
+    }
+
+
+default_cfgs = generate_default_cfgs({
+    'vlm_vit_tiny_patch16_rope_rms': _cfg(),
+    'vlm_vit_small_patch16_rope_rms': _cfg(),
+    'vlm_vit_base_patch16_rope_rms': _cfg(),
+    'vlm_vit_large_patch16_rope_rms': _cfg(),
+})
+
+_VARIANTS: Dict[str, Dict[str, Any]] = {
+    'vlm_vit_tiny_patch16_rope_rms': dict(patch_size=16, embed_dim=192, depth=12, num_heads=3),
+    'vlm_vit_small_patch16_rope_rms': dict(patch_size=16, embed_dim=384, depth=12, num_heads=6),
+    'vlm_vit_base_patch16_rope_rms': dict(patch_size=16, embed_dim=768, depth=12, num_heads=12),
+    'vlm_vit_large_patch16_rope_rms': dict(patch_size=16, embed_dim=1024, depth=24, num_heads=16),
+}
+ENCODER_NAMES = tuple(_VARIANTS)
+
+
+def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> VisionTransformerRopeRms:
+    out_indices = kwargs.pop('out_indices', 3)
+    return build_model_with_cfg(
+        VisionTransformerRopeRms,
+        variant,
+        pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg=dict(out_indices=out_indices, feature_cls='getter'),
+        **{**_VARIANTS[variant], **kwargs},
+    )
+
+
+@register_model
+def vlm_vit_tiny_patch16_rope_rms(pretrained: bool = False, **kwargs: Any) -> VisionTransformerRopeRms:
+    """ViT-Ti/16 (192 wide, 12 deep, 3 heads), 2D RoPE (mixed by default), RMSNorm."""
+    return _create('vlm_vit_tiny_patch16_rope_rms', pretrained, **kwargs)
+
+
+@register_model
+def vlm_vit_small_patch16_rope_rms(pretrained: bool = False, **kwargs: Any) -> VisionTransformerRopeRms:
+    """ViT-S/16 (384 wide, 12 deep, 6 heads), 2D RoPE (mixed by default), RMSNorm."""
+    return _create('vlm_vit_small_patch16_rope_rms', pretrained, **kwargs)
+
+
+@register_model
+def vlm_vit_base_patch16_rope_rms(pretrained: bool = False, **kwargs: Any) -> VisionTransformerRopeRms:
+    """ViT-B/16 (768 wide, 12 deep, 12 heads), 2D RoPE (mixed by default), RMSNorm."""
+    return _create('vlm_vit_base_patch16_rope_rms', pretrained, **kwargs)
+
+
+@register_model
+def vlm_vit_large_patch16_rope_rms(pretrained: bool = False, **kwargs: Any) -> VisionTransformerRopeRms:
+    """ViT-L/16 (1024 wide, 24 deep, 16 heads), 2D RoPE (mixed by default), RMSNorm."""
+    return _create('vlm_vit_large_patch16_rope_rms', pretrained, **kwargs)

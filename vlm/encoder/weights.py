@@ -1,0 +1,95 @@
+"""Load encoder weights from local files: .safetensors, or .pth/.pt/.ckpt read with `weights_only=True`.
+
+Nothing is downloaded. A vlm Lightning checkpoint works too: the encoder's entries are found under their
+prefix (``encoder.``, ``model.encoder.``, ...). Missing and unexpected keys are reported; a tensor whose
+shape differs from the model's is refused with its name and both shapes.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Union
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from .checkpoint_filter import strip_to_model_keys
+
+log = logging.getLogger(__name__)
+
+_STATE_DICT_KEYS = ('state_dict', 'model', 'module')
+
+
+class CheckpointShapeError(ValueError):
+    """A checkpoint tensor whose shape differs from the model's."""
+
+
+@dataclass
+class LoadReport:
+    """What `load_encoder_weights` did: keys loaded, and keys the model or the file lacked."""
+
+    path: str
+    loaded: List[str] = field(default_factory=list)
+    missing: List[str] = field(default_factory=list)
+    unexpected: List[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [f"{self.path}: loaded {len(self.loaded)} tensors"]
+        if self.missing:
+            lines.append(f"  missing in checkpoint ({len(self.missing)}): {', '.join(self.missing)}")
+        if self.unexpected:
+            lines.append(f"  not used by the model ({len(self.unexpected)}): {', '.join(self.unexpected)}")
+        return '\n'.join(lines)
+
+
+def read_state_dict(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
+    """The tensors of a .safetensors file, or of a torch checkpoint loaded with `weights_only=True`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.suffix == '.safetensors':
+        return load_file(str(path), device='cpu')
+    try:
+        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as error:  # unpickling refused or a corrupt file: say which file
+        raise ValueError(f"cannot read checkpoint {path} with weights_only=True: {error}") from error
+    for key in _STATE_DICT_KEYS:
+        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
+            checkpoint = checkpoint[key]
+            break
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"{path}: expected a state dict (a mapping of names to tensors), got {type(checkpoint)}")
+    return {k: v for k, v in checkpoint.items() if isinstance(v, torch.Tensor)}
+
+
+def load_encoder_weights(model: nn.Module, path: Union[str, Path], strict: bool = True) -> LoadReport:
+    """Load `path` into `model` (an encoder): prefix found automatically, shapes checked first.
+
+    strict=True raises on missing or unexpected keys; strict=False loads what matches and logs the rest.
+    A shape mismatch always raises `CheckpointShapeError`, naming the tensor and both shapes.
+    """
+    state_dict = strip_to_model_keys(read_state_dict(path), model)
+    model_state = model.state_dict()
+    mismatched = [
+        f"{name}: checkpoint {tuple(tensor.shape)} vs model {tuple(model_state[name].shape)}"
+        for name, tensor in state_dict.items()
+        if name in model_state and tensor.shape != model_state[name].shape
+    ]
+    if mismatched:
+        raise CheckpointShapeError(f"{path}: tensor shapes differ from the model's:\n  " + '\n  '.join(mismatched))
+    report = LoadReport(
+        path=str(path),
+        loaded=[name for name in state_dict if name in model_state],
+        missing=[name for name in model_state if name not in state_dict],
+        unexpected=[name for name in state_dict if name not in model_state],
+    )
+    if strict and (report.missing or report.unexpected):
+        raise KeyError(f"checkpoint does not match the model (strict=True):\n{report}")
+    model.load_state_dict(state_dict, strict=False)
+    if report.missing or report.unexpected:
+        log.warning("%s", report)
+    else:
+        log.info("%s", report)
+    return report
