@@ -1,0 +1,138 @@
+"""Reading and checking COCO-format JSON (instances and captions), and mapping category ids to labels."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import torch
+
+from .errors import DataError, SkipCounter
+
+
+def read_json(path: Union[str, Path]) -> Any:
+    """Parse a JSON file; a missing or malformed file raises `DataError` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, 'annotation file not found')
+    try:
+        with open(path, encoding='utf-8') as file:
+            return json.load(file)
+    except json.JSONDecodeError as error:
+        raise DataError(path, f'not valid JSON ({error})') from error
+
+
+def require(record: Dict[str, Any], fields: Sequence[str], source: Path, what: str) -> None:
+    """Raise `DataError` for the first of `fields` missing from `record`."""
+    for field in fields:
+        if field not in record:
+            raise DataError(source, 'missing required field', record=what, field=field)
+
+
+class CategoryMap:
+    """COCO category ids (any integers, with gaps) <-> contiguous labels 1..K; label 0 is background.
+
+    This is the convention of torchvision's detectors (num_classes counts the background) and of the
+    semantic label maps (0 = background).
+    """
+
+    def __init__(self, categories: Sequence[Dict[str, Any]]) -> None:
+        ordered = sorted(categories, key=lambda c: c['id'])
+        self.ids: List[int] = [int(c['id']) for c in ordered]
+        self.names: List[str] = [str(c.get('name', c['id'])) for c in ordered]
+        if len(set(self.ids)) != len(self.ids):
+            raise ValueError(f"duplicate category ids in {self.ids}")
+        self._label_of = {cat_id: label for label, cat_id in enumerate(self.ids, start=1)}
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes including the background label 0."""
+        return len(self.ids) + 1
+
+    def __contains__(self, category_id: int) -> bool:
+        return category_id in self._label_of
+
+    def label(self, category_id: int) -> int:
+        return self._label_of[category_id]
+
+    def category_id(self, label: int) -> int:
+        if not 1 <= label <= len(self.ids):
+            raise KeyError(f"label {label} is not a category label (1..{len(self.ids)})")
+        return self.ids[label - 1]
+
+    def category_ids(self, labels: torch.Tensor) -> torch.Tensor:
+        """Labels (N,) -> COCO category ids (N,)."""
+        table = torch.tensor([0] + self.ids, dtype=torch.long, device=labels.device)
+        return table[labels.long()]
+
+
+class CocoIndex:
+    """A COCO JSON file read and checked: images by id and their annotations, categories mapped.
+
+    Checks each image (id, file_name, width, height) and annotation (id, image_id known, category_id known,
+    bbox of 4 finite numbers with positive size inside the image up to `box_tolerance` pixels; segmentation
+    present when `need_segmentation`). A bad record raises `DataError` naming the file, the record and the
+    field; with `skip_counter` it is dropped and counted instead.
+    """
+
+    def __init__(
+            self,
+            annotation_file: Union[str, Path],
+            kind: str = 'instances',
+            need_segmentation: bool = False,
+            skip_counter: Optional[SkipCounter] = None,
+            box_tolerance: float = 1.0,
+    ) -> None:
+        self.path = Path(annotation_file)
+        data = read_json(self.path)
+        if not isinstance(data, dict):
+            raise DataError(self.path, 'expected a JSON object with images and annotations')
+        require(data, ('images', 'annotations') + (('categories',) if kind == 'instances' else ()), self.path,
+                'top level')
+        self.data = data
+        self.kind = kind
+        self.images: Dict[int, Dict[str, Any]] = {}
+        for image in data['images']:
+            require(image, ('id', 'file_name', 'width', 'height'), self.path, f"image {image.get('id', '?')}")
+            self.images[int(image['id'])] = image
+        self.image_ids: List[int] = sorted(self.images)
+        self.categories = CategoryMap(data['categories']) if kind == 'instances' else None
+        self.annotations: Dict[int, List[Dict[str, Any]]] = {i: [] for i in self.image_ids}
+        for ann in data['annotations']:
+            try:
+                self._check(ann, need_segmentation, box_tolerance)
+            except DataError as error:
+                if skip_counter is None:
+                    raise
+                skip_counter.add(error)
+                continue
+            self.annotations[int(ann['image_id'])].append(ann)
+
+    def _check(self, ann: Dict[str, Any], need_segmentation: bool, tolerance: float) -> None:
+        record = f"annotation id {ann.get('id', '?')}"
+        fields = ('id', 'image_id', 'caption') if self.kind == 'captions' else ('id', 'image_id', 'category_id', 'bbox')
+        require(ann, fields, self.path, record)
+        if int(ann['image_id']) not in self.images:
+            raise DataError(self.path, f"unknown image id {ann['image_id']}", record=record, field='image_id')
+        if self.kind == 'captions':
+            if not isinstance(ann['caption'], str) or not ann['caption'].strip():
+                raise DataError(self.path, 'empty caption', record=record, field='caption')
+            return
+        if ann['category_id'] not in self.categories:
+            raise DataError(self.path, f"unknown category id {ann['category_id']} (known: {self.categories.ids})",
+                            record=record, field='category_id')
+        bbox = ann['bbox']
+        if (not isinstance(bbox, (list, tuple)) or len(bbox) != 4
+                or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in bbox)):
+            raise DataError(self.path, f'bbox must be 4 finite numbers [x, y, w, h], got {bbox!r}',
+                            record=record, field='bbox')
+        x, y, w, h = bbox
+        if w <= 0 or h <= 0:
+            raise DataError(self.path, f'bbox has zero or negative size {bbox}', record=record, field='bbox')
+        image = self.images[int(ann['image_id'])]
+        if x < -tolerance or y < -tolerance or x + w > image['width'] + tolerance or y + h > image['height'] + tolerance:
+            raise DataError(self.path, f"bbox {bbox} lies outside the image ({image['width']}x{image['height']})",
+                            record=record, field='bbox')
+        if need_segmentation and not ann.get('segmentation'):
+            raise DataError(self.path, 'segmentation missing', record=record, field='segmentation')

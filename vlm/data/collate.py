@@ -1,0 +1,49 @@
+"""Collate functions that drop skipped samples and count them by reason, so the count reaches the main process."""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Dict, List, Sequence, Tuple
+
+import torch
+from torch.utils.data import default_collate
+
+from .errors import SkippedSample
+
+
+def _split(batch: Sequence[Any]) -> Tuple[List[Any], Counter]:
+    skipped = Counter(item.reason for item in batch if isinstance(item, SkippedSample))
+    return [item for item in batch if not isinstance(item, SkippedSample)], skipped
+
+
+def collate_classification(batch: Sequence[Any]) -> Dict[str, Any]:
+    """[(image (3, H, W), label, path)] -> {'images': (B, 3, H, W), 'labels': (B,), 'paths': [str], 'skipped'}."""
+    items, skipped = _split(batch)
+    if not items:
+        return {'images': torch.empty(0), 'labels': torch.empty(0, dtype=torch.long), 'paths': [], 'skipped': skipped}
+    images, labels, paths = default_collate(items)
+    return {'images': images, 'labels': labels, 'paths': list(paths), 'skipped': skipped}
+
+
+def collate_detection(batch: Sequence[Any]) -> Dict[str, Any]:
+    """[(image (3, Hi, Wi), target)] -> {'images': [..], 'targets': [..], 'skipped': Counter}; sizes may differ."""
+    items, skipped = _split(batch)
+    return {'images': [image for image, _ in items], 'targets': [target for _, target in items], 'skipped': skipped}
+
+
+def collate_segmentation(batch: Sequence[Any]) -> Dict[str, Any]:
+    """[(image (3, H, W), labels (H, W))] -> {'images': (B, 3, H, W) or list if sizes differ, 'masks': same}."""
+    items, skipped = _split(batch)
+    images = [image for image, _ in items]
+    masks = [mask.long() for _, mask in items]
+    if images and all(image.shape == images[0].shape for image in images):
+        return {'images': torch.stack(images), 'masks': torch.stack(masks), 'skipped': skipped}
+    return {'images': images, 'masks': masks, 'skipped': skipped}
+
+
+def collate_records(batch: Sequence[Any]) -> Dict[str, Any]:
+    """[{'image': ..., 'question': ...}] -> {'image': [..], 'question': [..], ..., 'skipped': Counter}."""
+    items, skipped = _split(batch)
+    keys = items[0].keys() if items else ()
+    out: Dict[str, Any] = {key: [item[key] for item in items] for key in keys}
+    out['skipped'] = skipped
+    return out

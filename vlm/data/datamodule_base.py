@@ -1,0 +1,89 @@
+"""What every vlm datamodule shares: paths under a root, shapes generation on demand, loaders, skip counts."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Union
+
+import lightning as L
+from torch.utils.data import DataLoader, Dataset
+
+from .errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+def ensure_shapes(shapes_root: Union[str, Path], options: Optional[Dict[str, Any]] = None) -> bool:
+    """Generate the embedded shapes dataset at `shapes_root` unless it is already there; True if generated."""
+    shapes_root = Path(shapes_root)
+    if (shapes_root / 'shapes_meta.json').is_file():
+        return False
+    from .shapes import generate_shapes  # imported on demand: only needed the first time
+
+    log.warning("shapes dataset not found at %s: generating it (%s)", shapes_root, options or 'default sizes')
+    generate_shapes(shapes_root, **(options or {}))
+    log.warning("generated the shapes dataset at %s", shapes_root)
+    return True
+
+
+class VlmDataModule(L.LightningDataModule):
+    """Base datamodule.
+
+    root: the dataset root; relative paths given to subclasses are resolved under it.
+    shapes_root: if set, the embedded shapes dataset is generated there first when missing (so a shapes
+        config works on a fresh clone); `shapes_options` are passed to the generator (sizes, seed).
+    skip_bad_samples: skip (and count, and report once per epoch) bad images and annotations instead of failing.
+    """
+
+    def __init__(
+            self,
+            root: str,
+            batch_size: int = 32,
+            eval_batch_size: Optional[int] = None,
+            num_workers: int = 2,
+            skip_bad_samples: bool = False,
+            shapes_root: Optional[str] = None,
+            shapes_options: Optional[Dict[str, Any]] = None,
+    ) -> None:
+        super().__init__()
+        self.root = Path(root)
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.skip_bad_samples = skip_bad_samples
+        self.shapes_root = shapes_root
+        self.shapes_options = shapes_options
+        self.datasets: Dict[str, Dataset] = {}
+
+    def path(self, relative: Union[str, Path]) -> Path:
+        relative = Path(relative)
+        return relative if relative.is_absolute() else self.root / relative
+
+    def ensure_data(self) -> None:
+        """Generate shapes if configured and missing; then the root must exist."""
+        if self.shapes_root is not None:
+            ensure_shapes(self.shapes_root, self.shapes_options)
+        if not self.root.exists():
+            raise DataError(self.root, 'data root not found (set data.root to where the dataset lies)')
+
+    def prepare_data(self) -> None:
+        self.ensure_data()
+
+    def loader(self, split: str, collate_fn: Callable, train: bool = False) -> DataLoader:
+        dataset = self.datasets[split]
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            drop_last=train and len(dataset) > self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=collate_fn,
+        )
+
+    def report_load_skips(self) -> None:
+        """Annotations dropped while reading (skip_bad_samples): one warning per split."""
+        for split, dataset in self.datasets.items():
+            counter = getattr(dataset, 'skipped', None)
+            if counter is not None:
+                counter.report(f"{split} annotations")

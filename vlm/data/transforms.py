@@ -1,0 +1,102 @@
+"""Train and eval pipelines on `torchvision.transforms.v2`: boxes, masks and label maps move with the image."""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+import timm
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+Stats = Tuple[Tuple[float, ...], Tuple[float, ...]]
+
+
+def normalization_for(encoder_name: Optional[str]) -> Stats:
+    """(mean, std) from a timm model's pretrained config (vlm encoders included); ImageNet's when unknown."""
+    if encoder_name:
+        cfg = timm.models.get_pretrained_cfg(encoder_name)
+        if cfg is not None and cfg.mean is not None:
+            return tuple(cfg.mean), tuple(cfg.std)
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
+def _to_float(mean: Sequence[float], std: Sequence[float], normalize: bool) -> list:
+    steps = [v2.ToDtype({tv_tensors.Image: torch.float32, 'others': None}, scale=True)]
+    if normalize:
+        steps.append(v2.Normalize(mean=list(mean), std=list(std)))
+    return steps
+
+
+def classification_train(size: int, stats: Stats = (IMAGENET_MEAN, IMAGENET_STD), scale=(0.35, 1.0),
+                         hflip: float = 0.5, color_jitter: float = 0.3) -> v2.Compose:
+    """Random resized crop, flip, colour jitter; PIL or tensor image in, (3, size, size) float out."""
+    return v2.Compose([
+        v2.ToImage(),
+        v2.RandomResizedCrop(size, scale=scale, antialias=True),
+        v2.RandomHorizontalFlip(hflip),
+        v2.ColorJitter(color_jitter, color_jitter, color_jitter),
+        *_to_float(*stats, normalize=True),
+    ])
+
+
+def classification_eval(size: int, stats: Stats = (IMAGENET_MEAN, IMAGENET_STD), crop_pct: float = 0.875) -> v2.Compose:
+    """Resize the short side to size / crop_pct, centre crop to size (timm's eval convention)."""
+    return v2.Compose([
+        v2.ToImage(),
+        v2.Resize(int(round(size / crop_pct)), antialias=True),
+        v2.CenterCrop(size),
+        *_to_float(*stats, normalize=True),
+    ])
+
+
+def _sanitize() -> list:
+    # drop boxes that became empty, with their labels, crowd flags, areas and masks
+    return [
+        v2.ClampBoundingBoxes(),
+        v2.SanitizeBoundingBoxes(min_size=1.0, labels_getter=lambda s: (s[1]['labels'], s[1]['iscrowd'], s[1]['area'])),
+    ]
+
+
+def detection_train(size: int, scale_range=(0.5, 1.5), stats: Stats = (IMAGENET_MEAN, IMAGENET_STD),
+                    normalize: bool = False, color_jitter: float = 0.2) -> v2.Compose:
+    """Large-scale jitter (resize by a random factor of `size`, keep aspect), flip, colour jitter.
+
+    Images of one batch then differ in size; torchvision's detectors batch them. `normalize` is off by
+    default because their `GeneralizedRCNNTransform` normalises with the model's own mean/std.
+    """
+    return v2.Compose([
+        v2.ScaleJitter(target_size=(size, size), scale_range=scale_range, antialias=True),
+        v2.RandomHorizontalFlip(0.5),
+        v2.ColorJitter(color_jitter, color_jitter, color_jitter),
+        *_sanitize(),
+        *_to_float(*stats, normalize=normalize),
+    ])
+
+
+def detection_eval(stats: Stats = (IMAGENET_MEAN, IMAGENET_STD), normalize: bool = False) -> v2.Compose:
+    """Images at their own size, as float."""
+    return v2.Compose(_to_float(*stats, normalize=normalize))
+
+
+def segmentation_train(size: int, scale_range=(0.5, 2.0), stats: Stats = (IMAGENET_MEAN, IMAGENET_STD),
+                       ignore_index: int = 255, color_jitter: float = 0.2) -> v2.Compose:
+    """Random rescale, crop to size x size (padding: image 0, labels `ignore_index`), flip, colour jitter."""
+    return v2.Compose([
+        v2.RandomResize(int(size * scale_range[0]), int(size * scale_range[1]), antialias=True),
+        v2.RandomCrop(size, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: ignore_index}),
+        v2.RandomHorizontalFlip(0.5),
+        v2.ColorJitter(color_jitter, color_jitter, color_jitter),
+        *_to_float(*stats, normalize=True),
+    ])
+
+
+def segmentation_eval(stats: Stats = (IMAGENET_MEAN, IMAGENET_STD)) -> v2.Compose:
+    """Images and label maps at their own size; the model handles any size (whole or sliding window)."""
+    return v2.Compose(_to_float(*stats, normalize=True))
+
+
+def vision_language(size: int, stats: Stats = (IMAGENET_MEAN, IMAGENET_STD)) -> v2.Compose:
+    """Resize to size x size for image-text tasks."""
+    return v2.Compose([v2.ToImage(), v2.Resize((size, size), antialias=True), *_to_float(*stats, normalize=True)])
