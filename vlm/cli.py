@@ -1,6 +1,8 @@
 """The `vlm` command: Lightning subcommands (fit / validate / test / predict) and vlm's own tools.
 
-Each subcommand lives in its own module; this file only dispatches, so `vlm --help` stays fast.
+Each subcommand lives in its own module, imported only when used, so `vlm --help` stays fast. Known kinds of
+bad input (a missing data root, a bad annotation, a checkpoint that does not fit) end with one clear message
+instead of a stack trace.
 """
 from __future__ import annotations
 
@@ -10,8 +12,22 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 # name -> (module, function, one-line help); the function takes the remaining argv
 SUBCOMMANDS: Dict[str, Tuple[str, str, str]] = {
+    'fit': ('vlm.cli', 'lightning', 'train a model: `vlm fit --config configs/shapes/classification.yaml`'),
+    'validate': ('vlm.cli', 'lightning', 'evaluate on the validation split (`--ckpt_path ...`)'),
+    'test': ('vlm.cli', 'lightning', 'evaluate on the test split (`--ckpt_path ...`)'),
+    'predict': ('vlm.cli', 'lightning', 'write predictions (`--ckpt_path ...`)'),
     'data': ('vlm.data.cli', 'main', 'generate datasets: `vlm data shapes --out data/shapes`'),
+    'evaluate-coco': ('vlm.evaluation.cli', 'main',
+                      'COCO mAP of a results JSON: `vlm evaluate-coco --gt GT.json --predictions RESULTS.json`'),
 }
+
+
+def lightning(argv: List[str]) -> int:
+    """Run Lightning's CLI on `argv` (subcommand first)."""
+    from vlm.lightning_cli import VlmCLI
+
+    VlmCLI(args=argv)
+    return 0
 
 
 def _usage() -> str:
@@ -27,13 +43,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not argv or argv[0] in ('-h', '--help'):
         print(_usage())
         return 0
-    name, rest = argv[0], argv[1:]
+    name = argv[0]
     if name not in SUBCOMMANDS:
         print(f"vlm: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module, function, _ = SUBCOMMANDS[name]
     command: Callable[[List[str]], Optional[int]] = getattr(importlib.import_module(module), function)
-    return command(rest) or 0
+    rest = argv if module == 'vlm.cli' else argv[1:]
+    from vlm.data.errors import DataError
+    from vlm.encoder.weights import CheckpointShapeError
+
+    try:
+        return command(rest) or 0
+    except (DataError, CheckpointShapeError, FileNotFoundError) as error:
+        print(f"vlm {name}: error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == '__main__':

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Union
+from typing import Dict, List, Sequence, Union
 
 import torch
 from safetensors.torch import load_file
@@ -64,13 +64,16 @@ def read_state_dict(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
     return {k: v for k, v in checkpoint.items() if isinstance(v, torch.Tensor)}
 
 
-def load_encoder_weights(model: nn.Module, path: Union[str, Path], strict: bool = True) -> LoadReport:
+def load_encoder_weights(model: nn.Module, path: Union[str, Path], strict: bool = True,
+                         exclude_prefixes: Sequence[str] = ()) -> LoadReport:
     """Load `path` into `model` (an encoder): prefix found automatically, shapes checked first.
 
     strict=True raises on missing or unexpected keys; strict=False loads what matches and logs the rest.
+    exclude_prefixes: model keys not to load (e.g. ('head.',) to fine-tune to new classes); reported missing.
     A shape mismatch always raises `CheckpointShapeError`, naming the tensor and both shapes.
     """
     state_dict = strip_to_model_keys(read_state_dict(path), model)
+    state_dict = {k: v for k, v in state_dict.items() if not k.startswith(tuple(exclude_prefixes))}
     model_state = model.state_dict()
     mismatched = [
         f"{name}: checkpoint {tuple(tensor.shape)} vs model {tuple(model_state[name].shape)}"

@@ -1,0 +1,119 @@
+"""ImageClassifier internals: layer-decay groups really scale the lr, EMA weights are real and evaluated."""
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from vlm.tasks import ImageClassifier
+
+ENCODER = dict(encoder='vlm_vit_tiny_patch16_rope_rms',
+               encoder_kwargs=dict(patch_size=8, img_size=32, depth=3, embed_dim=64, num_heads=2))
+
+
+class Batches(torch.utils.data.Dataset):
+    def __init__(self, n=16):
+        generator = torch.Generator().manual_seed(0)
+        self.images = torch.randn(n, 3, 32, 32, generator=generator)
+        self.labels = torch.randint(0, 3, (n,), generator=generator)
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.images[i], self.labels[i], f'img{i}'
+
+
+def _loader():
+    from vlm.data.collate import collate_classification
+    return DataLoader(Batches(), batch_size=4, collate_fn=collate_classification)
+
+
+@pytest.fixture(autouse=True)
+def _run_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the task's ModelCheckpoint writes under the working directory
+
+
+def _trainer(**kwargs):
+    options = dict(accelerator='cpu', max_epochs=1, logger=False, enable_progress_bar=False,
+                   enable_model_summary=False)
+    return L.Trainer(**{**options, **kwargs})
+
+
+def test_layer_decay_groups_have_the_expected_lr_scales():
+    model = ImageClassifier(num_classes=3, layer_decay=0.5, lr=1e-2, warmup_epochs=0, min_lr=1e-2, **ENCODER)
+    trainer = _trainer(max_steps=1)
+    trainer.fit(model, _loader())
+    groups = trainer.optimizers[0].param_groups
+    scales = sorted({round(g['lr_scale'], 6) for g in groups})
+    # depth 3: stem 0.5^4, blocks 0.5^3, 0.5^2, 0.5^1, final norm + head 1
+    assert scales == [0.0625, 0.125, 0.25, 0.5, 1.0]
+    for group in groups:  # with min_lr == lr the schedule is flat: lr is exactly lr * scale
+        assert group['lr'] == pytest.approx(1e-2 * group['lr_scale'])
+    names = {id(p): n for n, p in model.model.named_parameters()}
+    head_group = next(g for g in groups if any(names[id(p)] == 'head.weight' for p in g['params']))
+    stem_group = next(g for g in groups if any(names[id(p)] == 'patch_embed.proj.weight' for p in g['params']))
+    assert head_group['lr_scale'] == 1.0 and stem_group['lr_scale'] == 0.0625
+
+
+def test_warmup_then_cosine():
+    model = ImageClassifier(num_classes=3, lr=1e-2, warmup_epochs=1, min_lr=0.0, **ENCODER)
+    lrs = []
+
+    class Record(L.Callback):
+        def on_train_batch_start(self, trainer, *args):
+            lrs.append(trainer.optimizers[0].param_groups[0]['lr'])
+
+    _trainer(max_epochs=3, callbacks=[Record()]).fit(model, _loader())
+    assert lrs[0] < lrs[1] < lrs[2] < lrs[3]  # linear warmup over the first epoch (4 steps)
+    assert lrs[4] == pytest.approx(max(lrs), rel=0.05) and lrs[-1] < 0.2 * max(lrs)  # then cosine down
+
+
+def test_ema_differs_from_live_weights_and_is_what_gets_evaluated():
+    model = ImageClassifier(num_classes=3, ema_decay=0.5, eval_ema=True, lr=1e-2, **ENCODER)
+    _trainer(max_epochs=2).fit(model, _loader())
+    live = dict(model.model.named_parameters())
+    ema = dict(model.ema.module.named_parameters())
+    assert any(not torch.allclose(live[n], ema[n]) for n in live)
+    assert not any(p.requires_grad for p in ema.values())
+    images = Batches().images[:4]
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(model.evaluated_model()(images), model.ema.module(images))
+        assert not torch.allclose(model.evaluated_model()(images), model.model(images))
+    results = _trainer().validate(model, _loader(), verbose=False)[0]
+    assert 'val/live_acc1' in results and 'val/acc1' in results
+    model.eval_ema = False
+    assert model.evaluated_model() is model.model
+
+
+def test_mixup_cutmix_train_with_soft_targets():
+    model = ImageClassifier(num_classes=3, mixup_alpha=0.8, cutmix_alpha=1.0, **ENCODER)
+    assert model.mixup is not None
+    seen = {}
+    original = model.soft_loss.forward
+
+    def spy(logits, targets):
+        seen['targets'] = targets
+        return original(logits, targets)
+
+    model.soft_loss.forward = spy
+    _trainer(max_steps=1).fit(model, _loader())
+    targets = seen['targets']
+    assert targets.shape == (4, 3) and torch.allclose(targets.sum(-1), torch.ones(4))
+    assert (targets.max(-1).values < 1).all()  # mixed and smoothed, not one-hot
+
+
+def test_bf16_mixed_precision_on_cpu():
+    model = ImageClassifier(num_classes=3, **ENCODER)
+    trainer = _trainer(max_steps=2, precision='bf16-mixed')
+    trainer.fit(model, _loader())
+    assert torch.isfinite(trainer.callback_metrics['train/loss'])
+
+
+def test_fine_tuning_from_local_weights_skips_the_old_head(tmp_path):
+    from safetensors.torch import save_file
+    source = ImageClassifier(num_classes=7, **ENCODER)
+    save_file(source.model.state_dict(), str(tmp_path / 'pretrained.safetensors'))
+    model = ImageClassifier(num_classes=3, pretrained_weights=str(tmp_path / 'pretrained.safetensors'), **ENCODER)
+    torch.testing.assert_close(model.model.blocks[1].mlp.fc1.weight, source.model.blocks[1].mlp.fc1.weight)
+    assert model.model.head.weight.shape == (3, 64)

@@ -1,0 +1,141 @@
+"""Image classification (ImageNet-style) on any timm encoder, the vlm RoPE/RMSNorm ViTs by default."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import timm
+import torch
+import torch.nn.functional as F
+from timm.data import Mixup
+from timm.loss import SoftTargetCrossEntropy
+from timm.utils import ModelEmaV3
+from torchmetrics.classification import MulticlassAccuracy
+
+from vlm.encoder.weights import load_encoder_weights
+
+from .base import VlmTask
+
+
+class ImageClassifier(VlmTask):
+    """timm model (`encoder` + `encoder_kwargs`) with a `num_classes` head.
+
+    Training: label smoothing, Mixup/CutMix (`timm.data.Mixup`, off when both alphas are 0), EMA of the weights
+    (`timm.utils.ModelEmaV3`, off when `ema_decay` is None), layer-wise lr decay and warmup + cosine (VlmTask).
+    Validation logs `val/acc1`, `val/acc5` of the evaluated weights (the EMA's when `eval_ema`, else the live
+    ones) and the other set's as `val/ema_acc1` / `val/live_acc1`.
+    pretrained_weights: a local .safetensors / .pth / vlm checkpoint for the encoder; its classifier is skipped
+    when `pretrained_skip_head` (fine-tuning to new classes).
+    """
+
+    monitor = 'val/acc1'
+
+    def __init__(
+            self,
+            num_classes: int,
+            encoder: str = 'vlm_vit_small_patch16_rope_rms',
+            encoder_kwargs: Optional[Dict[str, Any]] = None,
+            pretrained_weights: Optional[str] = None,
+            pretrained_skip_head: bool = True,
+            label_smoothing: float = 0.1,
+            mixup_alpha: float = 0.0,
+            cutmix_alpha: float = 0.0,
+            mixup_prob: float = 1.0,
+            ema_decay: Optional[float] = None,
+            eval_ema: bool = False,
+            class_names: Optional[List[str]] = None,
+            optimizer: str = 'adamw',
+            lr: float = 1e-3,
+            weight_decay: float = 0.05,
+            layer_decay: Optional[float] = None,
+            warmup_epochs: float = 1.0,
+            min_lr: float = 1e-6,
+    ) -> None:
+        super().__init__(optimizer, lr, weight_decay, layer_decay, warmup_epochs, min_lr)
+        self.save_hyperparameters()
+        self.num_classes = num_classes
+        self.model = timm.create_model(encoder, num_classes=num_classes, **(encoder_kwargs or {}))
+        if pretrained_weights:
+            head = self.model.pretrained_cfg.get('classifier', 'head') if pretrained_skip_head else None
+            load_encoder_weights(self.model, pretrained_weights, strict=False,
+                                 exclude_prefixes=(f'{head}.',) if head else ())
+        self.mixup = None
+        if mixup_alpha > 0 or cutmix_alpha > 0:
+            self.mixup = Mixup(mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha, prob=mixup_prob,
+                               label_smoothing=label_smoothing, num_classes=num_classes)
+        self.soft_loss = SoftTargetCrossEntropy()
+        self.label_smoothing = label_smoothing
+        self.ema = ModelEmaV3(self.model, decay=ema_decay).requires_grad_(False) if ema_decay else None
+        self.eval_ema = eval_ema and self.ema is not None
+        top_k = min(5, num_classes)
+        self.metrics = torch.nn.ModuleDict({
+            name: MulticlassAccuracy(num_classes=num_classes, top_k=k, average='micro')
+            for name, k in (('acc1', 1), ('acc5', top_k), ('other_acc1', 1))
+        })
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 3, H, W) -> logits (B, num_classes) of the live weights."""
+        return self.model(images)
+
+    def evaluated_model(self) -> torch.nn.Module:
+        return self.ema.module if self.eval_ema else self.model
+
+    def training_step(self, batch: Dict[str, Any], batch_idx: int) -> Optional[torch.Tensor]:
+        images, labels = batch['images'], batch['labels']
+        if len(images) == 0:
+            return None  # every sample of this batch was skipped as bad input
+        if self.mixup is not None and len(images) % 2 == 0:
+            images, soft_targets = self.mixup(images, labels)
+            loss = self.soft_loss(self.model(images), soft_targets)
+        else:
+            loss = F.cross_entropy(self.model(images), labels, label_smoothing=self.label_smoothing)
+        self.log('train/loss', loss, prog_bar=True, batch_size=len(images))
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.ema is not None:
+            self.ema.update(self.model, step=self.global_step)
+
+    def _evaluate(self, batch: Dict[str, Any], stage: str) -> None:
+        images, labels = batch['images'], batch['labels']
+        if len(images) == 0:
+            return
+        logits = self.evaluated_model()(images)
+        self.log(f'{stage}/loss', F.cross_entropy(logits, labels), batch_size=len(images), sync_dist=True)
+        for name in ('acc1', 'acc5'):
+            self.metrics[name](logits, labels)
+            self.log(f'{stage}/{name}', self.metrics[name], prog_bar=name == 'acc1', batch_size=len(images))
+        if self.ema is not None:
+            other = self.model if self.eval_ema else self.ema.module
+            self.metrics['other_acc1'](other(images), labels)
+            name = 'live_acc1' if self.eval_ema else 'ema_acc1'
+            self.log(f'{stage}/{name}', self.metrics['other_acc1'], batch_size=len(images))
+
+    def validation_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, 'val')
+
+    def test_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, 'test')
+
+    def predict_step(self, batch: Dict[str, Any], batch_idx: int) -> List[Dict[str, Any]]:
+        """Per image: its path and the top-5 classes with probabilities."""
+        if len(batch['images']) == 0:
+            return []
+        probabilities = self.evaluated_model()(batch['images']).softmax(-1)
+        top = probabilities.topk(min(5, self.num_classes), dim=-1)
+        names = self.hparams.class_names
+        return [
+            {'path': path, 'top': [{'label': int(label), 'class': names[label] if names else str(int(label)),
+                                    'probability': round(float(p), 6)} for p, label in zip(ps, labels)]}
+            for path, ps, labels in zip(batch['paths'], top.values, top.indices)
+        ]
+
+    def write_predictions(self, items: List[Dict[str, Any]], output_dir: Path) -> Path:
+        """One JSON line per image: {"path": ..., "top": [{"label", "class", "probability"}, ...]}."""
+        path = output_dir / 'predictions.jsonl'
+        with open(path, 'w', encoding='utf-8') as file:
+            for item in items:
+                file.write(json.dumps(item) + '\n')
+        print(f"wrote {len(items)} predictions to {path}")
+        return path
