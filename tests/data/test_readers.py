@@ -104,3 +104,28 @@ def test_missing_data_root_is_named(tmp_path):
     dm = ClassificationDataModule(root=str(tmp_path / 'imagenet'), num_workers=0)
     with pytest.raises(ValueError, match='imagenet.*data root not found'):
         dm.num_classes
+
+
+def test_vision_language_datamodule_on_shapes(tmp_path):
+    from vlm.data import VisionLanguageDataModule
+    dm = VisionLanguageDataModule(
+        root=str(tmp_path / 'shapes'), shapes_root=str(tmp_path / 'shapes'),
+        shapes_options=dict(train_images=6, val_images=3, image_size=64, classification_images_per_class=0,
+                            classification_val_images_per_class=0, workers=1),
+        train_images='images/train', val_images='images/val', train_captions='annotations/captions_train.json',
+        val_captions='annotations/captions_val.json',
+        train_questions='annotations/v2_OpenEnded_shapes_train_questions.json',
+        val_questions='annotations/v2_OpenEnded_shapes_val_questions.json',
+        train_answers='annotations/v2_shapes_train_annotations.json',
+        val_answers='annotations/v2_shapes_val_annotations.json', vqa_image_filename='{image_id:012d}.png',
+        image_size=32, batch_size=4, num_workers=0)
+    dm.prepare_data()  # generates the shapes dataset: it did not exist
+    assert (tmp_path / 'shapes' / 'shapes_meta.json').is_file()
+    dm.setup('fit')
+    assert len(dm.datasets['train']) == 6 + 6 * 5  # 6 caption items + 5 questions per image
+    batch = next(iter(dm.val_dataloader()))  # 3 caption records, then the first VQA record
+    assert len(batch['image']) == 4 and batch['image'][0].shape == (3, 32, 32)
+    assert all(len(c) >= 3 for c in batch['captions'][:3]) and batch['captions'][3] is None
+    assert batch['question'][:3] == [None] * 3 and batch['question'][3].endswith('?')
+    vqa_item = dm.datasets['train'][6]
+    assert vqa_item['question'].endswith('?') and len(vqa_item['answers']) == 10

@@ -4,7 +4,8 @@ from .captions import CocoCaptions
 from .coco_instances import CocoInstances, semantic_map_from_instances
 from .coco_json import CategoryMap, CocoIndex
 from .datamodule_base import VlmDataModule, ensure_shapes
-from .datamodules import ClassificationDataModule, CocoDataModule, SegmentationDataModule
+from .datamodules import (ClassificationDataModule, CocoDataModule, SegmentationDataModule,
+                          VisionLanguageDataModule)
 from .errors import DataError, SkipCounter, SkippedSample
 from .image_folder import ClassificationFolder
 from .images import load_rgb
@@ -14,6 +15,6 @@ from .vqa import VqaV2
 __all__ = [
     'CategoryMap', 'ClassificationDataModule', 'ClassificationFolder', 'CocoCaptions', 'CocoDataModule',
     'CocoIndex', 'CocoInstances', 'CocoSemantic', 'DataError', 'SegmentationDataModule', 'SegmentationFolder',
-    'SkipCounter', 'SkippedSample', 'VlmDataModule', 'VqaV2', 'ensure_shapes', 'load_rgb',
+    'SkipCounter', 'SkippedSample', 'VisionLanguageDataModule', 'VlmDataModule', 'VqaV2', 'ensure_shapes', 'load_rgb',
     'semantic_map_from_instances',
 ]

@@ -41,9 +41,12 @@ def collate_segmentation(batch: Sequence[Any]) -> Dict[str, Any]:
 
 
 def collate_records(batch: Sequence[Any]) -> Dict[str, Any]:
-    """[{'image': ..., 'question': ...}] -> {'image': [..], 'question': [..], ..., 'skipped': Counter}."""
+    """[{'image': ..., 'question': ...}] -> {'image': [..], 'question': [..], ..., 'skipped': Counter}.
+
+    Records of different kinds may share a batch (captions and VQA mixed): a key a record lacks is None there.
+    """
     items, skipped = _split(batch)
-    keys = items[0].keys() if items else ()
-    out: Dict[str, Any] = {key: [item[key] for item in items] for key in keys}
+    keys = list(dict.fromkeys(key for item in items for key in item))
+    out: Dict[str, Any] = {key: [item.get(key) for item in items] for key in keys}
     out['skipped'] = skipped
     return out

@@ -84,6 +84,7 @@ class VlmDataModule(L.LightningDataModule):
     def report_load_skips(self) -> None:
         """Annotations dropped while reading (skip_bad_samples): one warning per split."""
         for split, dataset in self.datasets.items():
-            counter = getattr(dataset, 'skipped', None)
-            if counter is not None:
-                counter.report(f"{split} annotations")
+            for part in getattr(dataset, 'datasets', [dataset]):  # a ConcatDataset reports each part
+                counter = getattr(part, 'skipped', None)
+                if counter is not None:
+                    counter.report(f"{split} annotations")

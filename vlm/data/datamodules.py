@@ -1,5 +1,5 @@
-"""LightningDataModules for ImageNet-style classification, COCO detection / instance segmentation, and
-semantic segmentation (label-map folders or COCO). Every path is an argument, so a YAML config points at real
+"""LightningDataModules for ImageNet-style classification, COCO detection / instance segmentation,
+semantic segmentation (label-map folders or COCO), and image-text data (COCO captions, VQAv2). Every path is an argument, so a YAML config points at real
 data; the shapes configs point at the generated shapes dataset."""
 from __future__ import annotations
 
@@ -7,16 +7,18 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from torch.utils.data import DataLoader
+from torch.utils.data import ConcatDataset, DataLoader
 
 from . import transforms as T
 from .coco_instances import CocoInstances
-from .collate import collate_classification, collate_detection, collate_segmentation
+from .captions import CocoCaptions
+from .collate import collate_classification, collate_detection, collate_records, collate_segmentation
 from .coco_json import CategoryMap, read_json
 from .datamodule_base import VlmDataModule
 from .errors import DataError
 from .image_folder import ClassificationFolder, ImageList
 from .segmentation import CocoSemantic, SegmentationFolder
+from .vqa import VqaV2
 
 
 class ClassificationDataModule(VlmDataModule):
@@ -274,3 +276,74 @@ class SegmentationDataModule(VlmDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self.loader('predict', collate_segmentation)
+
+
+class VisionLanguageDataModule(VlmDataModule):
+    """Image-text data for captioning and VQA: COCO captions and/or VQAv2 (questions + annotations) over the
+    same images. Batches are `collate_records` dicts of per-sample lists ('image', 'captions' or 'question' /
+    'answers' / 'answer', ids); tokenisation is the vision-language model's job.
+
+    tasks: which of 'captions' and 'vqa' to read (both: the two datasets are concatenated for training).
+    vqa_image_filename: e.g. 'COCO_train2014_{image_id:012d}.jpg' for the VQAv2 2014 images.
+    """
+
+    def __init__(
+            self,
+            root: str = 'data/coco',
+            tasks: Tuple[str, ...] = ('captions', 'vqa'),
+            train_images: str = 'train2017',
+            val_images: str = 'val2017',
+            train_captions: str = 'annotations/captions_train2017.json',
+            val_captions: str = 'annotations/captions_val2017.json',
+            train_questions: str = 'v2_OpenEnded_mscoco_train2014_questions.json',
+            val_questions: str = 'v2_OpenEnded_mscoco_val2014_questions.json',
+            train_answers: str = 'v2_mscoco_train2014_annotations.json',
+            val_answers: str = 'v2_mscoco_val2014_annotations.json',
+            vqa_image_filename: str = '{image_id:012d}.jpg',
+            image_size: int = 224,
+            encoder_name: Optional[str] = None,
+            **kwargs: Any,
+    ) -> None:
+        super().__init__(root, **kwargs)
+        self.save_hyperparameters()
+        unknown = set(tasks) - {'captions', 'vqa'}
+        if unknown or not tasks:
+            raise ValueError(f"tasks must be a non-empty subset of ('captions', 'vqa'), got {tasks}")
+        self.tasks = tuple(tasks)
+        self.paths = {
+            'train': (train_images, train_captions, train_questions, train_answers),
+            'val': (val_images, val_captions, val_questions, val_answers),
+        }
+        self.vqa_image_filename = vqa_image_filename
+        self.transform = T.vision_language(image_size, T.normalization_for(encoder_name))
+
+    def _dataset(self, split: str):
+        images, captions, questions, answers = self.paths[split]
+        parts = []
+        if 'captions' in self.tasks:
+            parts.append(CocoCaptions(self.path(images), self.path(captions), self.transform, self.skip_bad_samples))
+        if 'vqa' in self.tasks:
+            parts.append(VqaV2(self.path(images), self.path(questions), self.path(answers), self.vqa_image_filename,
+                               self.transform, self.skip_bad_samples))
+        return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+    def setup(self, stage: str) -> None:
+        self.ensure_data()
+        if stage == 'fit':
+            self.datasets['train'] = self._dataset('train')
+        if stage in ('fit', 'validate', 'test', 'predict'):
+            dataset = self._dataset('val')
+            self.datasets['val'] = self.datasets['test'] = self.datasets['predict'] = dataset
+        self.report_load_skips()
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader('train', collate_records, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader('val', collate_records)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader('test', collate_records)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.loader('predict', collate_records)
