@@ -42,7 +42,7 @@ def scenes(draw):
     return height, width, boxes
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(scenes(), st.integers(0, 2 ** 16))
 def test_detection_train_keeps_boxes_and_masks_on_their_pixels(scene, seed):
     torch.manual_seed(seed)
@@ -62,7 +62,7 @@ def test_detection_train_keeps_boxes_and_masks_on_their_pixels(scene, seed):
         assert out_image[0][mask.bool()].mean() > 0.1
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, derandomize=True)
 @given(st.integers(24, 80), st.integers(24, 80), st.integers(0, 2 ** 16))
 def test_segmentation_train_moves_label_map_with_image(height, width, seed):
     torch.manual_seed(seed)
@@ -74,10 +74,10 @@ def test_segmentation_train_moves_label_map_with_image(height, width, seed):
     assert out_image.shape == (3, 32, 32) and out_labels.shape == (32, 32)
     bright = out_image[0] > (0.5 - IMAGENET_MEAN[0]) / IMAGENET_STD[0]
     inside = out_labels == 2
-    if inside.sum() >= 20:  # label pixels and painted image pixels coincide (up to resampled borders)
-        centroid = lambda m: torch.nonzero(m).float().mean(0)  # noqa: E731
-        assert (centroid(bright) - centroid(inside)).abs().max() < 1.5
-        assert (bright & inside).sum() / (bright | inside).sum() > 0.5
+    # away from its border (where resampling blends), the labelled region is exactly the painted region
+    erode = lambda m: (-torch.nn.functional.max_pool2d(-m[None].float(), 3, 1, 1))[0].bool()  # noqa: E731
+    interior, exterior = erode(inside), erode(~inside & (out_labels != 255))
+    assert bright[interior].all() and not bright[exterior].any()
     padded = out_labels == 255
     assert not bright[padded].any()  # padding is ignore in labels and black in the image
 

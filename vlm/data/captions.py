@@ -5,12 +5,10 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Union
 
 from torch.utils.data import Dataset
-from torchvision import tv_tensors
-from torchvision.transforms.v2 import functional as TF
 
 from .coco_json import CocoIndex
 from .errors import DataError, SkipCounter, SkippedSample
-from .images import load_rgb
+from .images import load_image_tensor
 
 
 class CocoCaptions(Dataset):
@@ -42,7 +40,7 @@ class CocoCaptions(Dataset):
     def __getitem__(self, i: int) -> Union[Dict[str, Any], SkippedSample]:
         image_id = self.image_ids[i]
         try:
-            image = tv_tensors.Image(TF.pil_to_tensor(load_rgb(self.images_dir / self.index.images[image_id]['file_name'])))
+            image = load_image_tensor(self.images_dir / self.index.images[image_id]['file_name'])
         except DataError as error:
             if not self.skip_bad_samples:
                 raise

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Union
 
 import lightning as L
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from .errors import DataError
 
@@ -33,7 +33,10 @@ class VlmDataModule(L.LightningDataModule):
     shapes_root: if set, the embedded shapes dataset is generated there first when missing (so a shapes
         config works on a fresh clone); `shapes_options` are passed to the generator (sizes, seed).
     skip_bad_samples: skip (and count, and report once per epoch) bad images and annotations instead of failing.
+    Subclasses set `collate_fn` and fill `self.datasets[split]` in `setup`.
     """
+
+    collate_fn: Callable = staticmethod(default_collate)
 
     def __init__(
             self,
@@ -69,7 +72,8 @@ class VlmDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         self.ensure_data()
 
-    def loader(self, split: str, collate_fn: Callable, train: bool = False) -> DataLoader:
+    def loader(self, split: str, train: bool = False) -> DataLoader:
+        """The DataLoader of a split set up by `setup`, batched by the subclass's `collate_fn`."""
         dataset = self.datasets[split]
         return DataLoader(
             dataset,
@@ -78,8 +82,20 @@ class VlmDataModule(L.LightningDataModule):
             drop_last=train and len(dataset) > self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            collate_fn=collate_fn,
+            collate_fn=self.collate_fn,
         )
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader('train', train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader('val')
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader('test')
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.loader('predict')
 
     def report_load_skips(self) -> None:
         """Annotations dropped while reading (skip_bad_samples): one warning per split."""

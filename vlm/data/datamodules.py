@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from torch.utils.data import ConcatDataset, DataLoader
+from torch.utils.data import ConcatDataset
 
 from . import transforms as T
 from .coco_instances import CocoInstances
@@ -26,6 +26,8 @@ class ClassificationDataModule(VlmDataModule):
 
     predict_dir: images to predict, either a flat folder of images or a class tree (default: the test split).
     """
+
+    collate_fn = staticmethod(collate_classification)
 
     def __init__(
             self,
@@ -87,17 +89,6 @@ class ClassificationDataModule(VlmDataModule):
             self.datasets['predict'] = (ImageList(folder, eval_tf, self.skip_bad_samples) if flat
                                         else make(self.predict_dir, eval_tf))
 
-    def train_dataloader(self) -> DataLoader:
-        return self.loader('train', collate_classification, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self.loader('val', collate_classification)
-
-    def test_dataloader(self) -> DataLoader:
-        return self.loader('test', collate_classification)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.loader('predict', collate_classification)
 
 
 class CocoDataModule(VlmDataModule):
@@ -105,6 +96,8 @@ class CocoDataModule(VlmDataModule):
 
     with_masks: also load instance masks (Mask R-CNN). Category ids map to labels 1..K (0 = background).
     """
+
+    collate_fn = staticmethod(collate_detection)
 
     def __init__(
             self,
@@ -169,17 +162,6 @@ class CocoDataModule(VlmDataModule):
             self.datasets[stage] = self._dataset(stage, T.detection_eval())
         self.report_load_skips()
 
-    def train_dataloader(self) -> DataLoader:
-        return self.loader('train', collate_detection, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self.loader('val', collate_detection)
-
-    def test_dataloader(self) -> DataLoader:
-        return self.loader('test', collate_detection)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.loader('predict', collate_detection)
 
 
 class SegmentationDataModule(VlmDataModule):
@@ -189,6 +171,8 @@ class SegmentationDataModule(VlmDataModule):
     folders: images in `{split}_images`, PNG label maps of the same stem in `{split}_labels`, `num_classes`
     and optional `class_names` given. coco: `{split}_images` + `{split}_annotations` instances JSON.
     """
+
+    collate_fn = staticmethod(collate_segmentation)
 
     def __init__(
             self,
@@ -265,17 +249,6 @@ class SegmentationDataModule(VlmDataModule):
             self.datasets[stage] = self._dataset(stage, T.segmentation_eval(self.stats))
         self.report_load_skips()
 
-    def train_dataloader(self) -> DataLoader:
-        return self.loader('train', collate_segmentation, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self.loader('val', collate_segmentation)
-
-    def test_dataloader(self) -> DataLoader:
-        return self.loader('test', collate_segmentation)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.loader('predict', collate_segmentation)
 
 
 class VisionLanguageDataModule(VlmDataModule):
@@ -286,6 +259,8 @@ class VisionLanguageDataModule(VlmDataModule):
     tasks: which of 'captions' and 'vqa' to read (both: the two datasets are concatenated for training).
     vqa_image_filename: e.g. 'COCO_train2014_{image_id:012d}.jpg' for the VQAv2 2014 images.
     """
+
+    collate_fn = staticmethod(collate_records)
 
     def __init__(
             self,
@@ -335,15 +310,3 @@ class VisionLanguageDataModule(VlmDataModule):
             dataset = self._dataset('val')
             self.datasets['val'] = self.datasets['test'] = self.datasets['predict'] = dataset
         self.report_load_skips()
-
-    def train_dataloader(self) -> DataLoader:
-        return self.loader('train', collate_records, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self.loader('val', collate_records)
-
-    def test_dataloader(self) -> DataLoader:
-        return self.loader('test', collate_records)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.loader('predict', collate_records)

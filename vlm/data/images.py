@@ -6,6 +6,8 @@ from typing import Union
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as TF
 
 from .errors import DataError
 
@@ -28,6 +30,11 @@ def load_rgb(path: Union[str, Path]) -> Image.Image:
             return to_rgb(image)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise DataError(path, f'corrupt or truncated image ({error})', field='image') from error
+
+
+def load_image_tensor(path: Union[str, Path]) -> tv_tensors.Image:
+    """`load_rgb` as a (3, H, W) uint8 `tv_tensors.Image`."""
+    return tv_tensors.Image(TF.pil_to_tensor(load_rgb(path)))
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -5,12 +5,10 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Union
 
 from torch.utils.data import Dataset
-from torchvision import tv_tensors
-from torchvision.transforms.v2 import functional as TF
 
 from .coco_json import read_json, require
 from .errors import DataError, SkipCounter, SkippedSample
-from .images import load_rgb
+from .images import load_image_tensor
 
 
 class VqaV2(Dataset):
@@ -66,7 +64,7 @@ class VqaV2(Dataset):
     def __getitem__(self, i: int) -> Union[Dict[str, Any], SkippedSample]:
         question = self.questions[i]
         try:
-            image = tv_tensors.Image(TF.pil_to_tensor(load_rgb(self.image_path(int(question['image_id'])))))
+            image = load_image_tensor(self.image_path(int(question['image_id'])))
         except DataError as error:
             if not self.skip_bad_samples:
                 raise
