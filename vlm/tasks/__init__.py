@@ -1,5 +1,6 @@
 """One LightningModule per task, all on the same encoder."""
 from .base import VlmTask
 from .classification import ImageClassifier
+from .detection import ObjectDetector
 
-__all__ = ['VlmTask', 'ImageClassifier']
+__all__ = ['VlmTask', 'ImageClassifier', 'ObjectDetector']
