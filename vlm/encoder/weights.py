@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Sequence, Union
+from typing import Dict, List, Mapping, Sequence, Union
 
 import torch
 from safetensors.torch import load_file
@@ -44,6 +44,15 @@ class LoadReport:
         return '\n'.join(lines)
 
 
+def shape_mismatches(state_dict: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor]) -> List[str]:
+    """'name: checkpoint (a, b) vs model (c, d)' for every tensor present in both with different shapes."""
+    return [
+        f"{name}: checkpoint {tuple(tensor.shape)} vs model {tuple(own[name].shape)}"
+        for name, tensor in state_dict.items()
+        if name in own and tuple(tensor.shape) != tuple(own[name].shape)
+    ]
+
+
 def read_state_dict(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
     """The tensors of a .safetensors file, or of a torch checkpoint loaded with `weights_only=True`."""
     path = Path(path)
@@ -75,11 +84,7 @@ def load_encoder_weights(model: nn.Module, path: Union[str, Path], strict: bool 
     state_dict = strip_to_model_keys(read_state_dict(path), model)
     state_dict = {k: v for k, v in state_dict.items() if not k.startswith(tuple(exclude_prefixes))}
     model_state = model.state_dict()
-    mismatched = [
-        f"{name}: checkpoint {tuple(tensor.shape)} vs model {tuple(model_state[name].shape)}"
-        for name, tensor in state_dict.items()
-        if name in model_state and tensor.shape != model_state[name].shape
-    ]
+    mismatched = shape_mismatches(state_dict, model_state)
     if mismatched:
         raise CheckpointShapeError(f"{path}: tensor shapes differ from the model's:\n  " + '\n  '.join(mismatched))
     report = LoadReport(

@@ -11,7 +11,7 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
 
 from vlm.data.skip_report import BadSampleReport
-from vlm.encoder.weights import CheckpointShapeError
+from vlm.encoder.weights import CheckpointShapeError, shape_mismatches
 
 
 class VlmTask(L.LightningModule):
@@ -73,12 +73,7 @@ class VlmTask(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         """Refuse a checkpoint whose tensors do not fit this model, naming each tensor and both shapes."""
-        own = self.state_dict()
-        mismatched = [
-            f"{name}: checkpoint {tuple(tensor.shape)} vs model {tuple(own[name].shape)}"
-            for name, tensor in checkpoint.get('state_dict', {}).items()
-            if name in own and tuple(tensor.shape) != tuple(own[name].shape)
-        ]
+        mismatched = shape_mismatches(checkpoint.get('state_dict', {}), self.state_dict())
         if mismatched:
             raise CheckpointShapeError(
                 "checkpoint does not fit this model (was it trained with another num_classes or encoder?):\n  "
