@@ -1,0 +1,374 @@
+"""Caption metrics as COCO scores them: BLEU-1..4, CIDEr (CIDEr-D) and ROUGE-L from pycocoevalcap's own scorers.
+
+The COCO caption evaluation (`pycocoevalcap.eval.COCOEvalCap`) tokenises every reference and candidate with the
+Stanford PTBTokenizer (CoreNLP 3.4.1, run with `-preserveLines -lowerCase` through Java) and then drops the tokens
+in `pycocoevalcap.tokenizer.ptbtokenizer.PUNCTUATIONS`. `ptb_tokenize` does the same in pure Python, so no Java is
+needed; the scorers (`Bleu(4)`, `Cider()`, `Rouge()`) are pycocoevalcap's, called exactly as COCOEvalCap calls
+them. METEOR and SPICE (Java programs) are not computed.
+
+What `ptb_tokenize` reproduces of PTBTokenizer 3.4.1 (checked token for token against the jar that pycocoevalcap
+ships, see tests/evaluation/test_caption_vqa_metrics.py):
+
+- lower-casing; runs of whitespace (and newlines, as COCOEvalCap replaces them) separate tokens;
+- punctuation split off words: `, ; : . ? !`, quotes, brackets, `$ % & * = + # < > | ~ ^`; a sentence-final or
+  mid-sentence period is its own token unless the word is an acronym or single letter (`u.s.`, `p.m.`, `e.g.`,
+  `c.`) or one of PTBTokenizer's abbreviations (`mr. st. dr. etc. jan. inc. ...`; `mass. ill. ...` only
+  capitalised; `no. fig. ...` only before a number) — the table below was read off the 3.4.1 jar;
+- clitics: `don't -> do n't`, `can't -> ca n't`, `dog's -> dog 's`, `'re 've 'll 'd 'm`; `cannot -> can not`,
+  `gonna -> gon na` (also gotta, wanna, gimme, lemme); `'em 'til 'cause 'n' '90s` kept whole, as are
+  `o'clock`, `ma'am`, `c'mon` and the other apostrophe words of 3.4.1's APOWORD rule;
+- words joined by `-`, `.`, `/`, `@` (`black-and-white`, `t-shirt`, `1/2`, `3.5`), numbers with `,` or `:`
+  between digits (`1,000`, `12:30`), a leading sign or point on a number (`-5`, `.5`);
+- a period before `,` `;` `:` stays on its word (`dog.,`); `2 1/2` is one token (with a no-break space);
+  `AT&T` is one token, `at&t` three;
+- unicode quotes, dashes and the ellipsis normalised as PTBTokenizer does (`“ ” ‘ ’ — – …`);
+- brackets become `-lrb- -rrb- -lsb- -rsb- -lcb- -rcb-`. Note these stay in the output: COCOEvalCap's removal list
+  has them in upper case (`-LRB-`) but the tokenizer has already lower-cased them, so the official pipeline keeps
+  them, and so does this one. Likewise `!!!`, `??` and `!?` (one token each, not in the list) stay.
+
+Known differences (rare in captions): URLs and e-mail addresses with `:` or `//`, emoticons (`:)` is one token
+`:-rrb-` in PTBTokenizer, `-rrb-` here), SGML/XML tags with spaces, numbers glued to letters after a decimal point
+(`v1.2`, `x.5`), apostrophes inside words other than those listed above (`fo'c'sle`), abbreviations 3.4.1 knows
+that are not in the table below, and characters Java and Python lower-case differently. One difference comes
+from COCOEvalCap itself: it tokenises all captions as one text, so a `no.` (or `fig.`, ...) ending one caption
+keeps its period there when the next caption starts with a digit; here each caption is tokenised on its own.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from numbers import Integral
+from pathlib import Path
+from typing import Any, Dict, Hashable, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+from pycocoevalcap.bleu.bleu import Bleu
+from pycocoevalcap.cider.cider import Cider
+from pycocoevalcap.rouge.rouge import Rouge
+from pycocoevalcap.tokenizer.ptbtokenizer import PUNCTUATIONS
+
+from vlm.data.coco_json import read_json, require
+from vlm.data.errors import DataError
+
+CAPTION_METRICS = ('BLEU1', 'BLEU2', 'BLEU3', 'BLEU4', 'CIDEr', 'ROUGE_L')
+
+_REMOVED = frozenset(PUNCTUATIONS)
+
+# --- PTBTokenizer 3.4.1 (-preserveLines -lowerCase) in Python -----------------------------------------------------
+
+# Words after which a period stays attached ("st." stays one token), whatever the case and what follows.
+_ABBREVIATIONS = frozenset('''
+    jan feb mar apr jun jul aug sep sept oct nov dec mon tue tues wed thu thurs fri
+    ala ariz calif colo conn ct dak fla ga ind kan kans ky md mich minn mo mont neb nev okla penn tenn va vt
+    wis wisc wyo inc co cos corp ltd plc rt bancorp bhd assn univ intl sys tel est ext sq jr sr bros esq etc al
+    seq bldg mr mrs ms dr drs prof profs sen sens rep reps atty attys lt col gen messrs gov govs adm rev maj sgt
+    cpl pvt capt st ste ave pres lieut hon brig cmdr comdr pfc spc supt supts det mt ft adj adv asst assoc ens
+    insp mlle mme msgr sfc invt elec natl mfg mtg dept blvd rd v wm jos cie cf treas ph vs ph.d ed.d
+'''.split())
+# ... only when capitalised ("Mass." but not "mass.")
+_CAPITALISED_ABBREVIATIONS = frozenset('az ark del ill la mass miss ore pa tex wash'.split())
+# ... only with a lower-case t ("Pty." and "pty." but not "PTY.")
+_LOWER_T_ABBREVIATIONS = frozenset('pty ptys pte ptes'.split())
+# ... only before a number ("no. 5" but "says no.")
+_NUMBER_ABBREVIATIONS = frozenset('ca fig figs prop no nos art pp op'.split())
+_ACRONYM = re.compile(r'[^\W\d_](?:\.[^\W\d_])*\Z')  # u.s, p.m, e.g, c (the final period is looked at separately)
+
+# Whole words PTBTokenizer splits in two.
+_ASSIMILATIONS = {'cannot': ('can', 'not'), 'gonna': ('gon', 'na'), 'gotta': ('got', 'ta'),
+                  'wanna': ('wan', 'na'), 'gimme': ('gim', 'me'), 'lemme': ('lem', 'me')}
+_APOSTROPHE_WORDS = frozenset("c'mon e'er s'mores ev'ry li'l nat'l nor'easter".split())
+_BRACKETS = {'(': '-LRB-', ')': '-RRB-', '[': '-LSB-', ']': '-RSB-', '{': '-LCB-', '}': '-RCB-'}
+_NORMALISE = str.maketrans({'\u2019': "'", '\u2018': '`', '\u201c': '"', '\u201d': '"', '\u201e': '"',
+                            '\u2013': ' -- ', '\u2014': ' -- ', '\u2026': ' ... '})
+
+_WORD = re.compile(r'\w+(?:(?:[-./@]|(?<=\d)[,:](?=\d))\w+)*')
+_SIGNED_NUMBER = re.compile(r'(?:[-+]\.?|\.)\d+(?:[.,]\d+)*')  # -5, +3, .5, -1,000 (then -5th -> -5 th)
+_CAPS_AMPERSAND = re.compile(r'[A-Z]+&[A-Z]+(?!\w)')  # AT&T, B&W (but at & t, b & w)
+_FRACTION = re.compile(r'\d{1,4} \d{1,4}/\d{1,4}(?![\w/])')  # "2 1/2": one token, joined by a no-break space
+_DECIMAL_THEN_LETTERS = re.compile(r'(\d+(?:[.,]\d+)*[.,]\d+)([^\W\d_]\w*)\Z')  # 3.5mm -> 3.5 mm
+_CLITIC = re.compile(r"'(?:s|d|m|re|ve|ll)(?!\w)", re.IGNORECASE)
+_NOT = re.compile(r"n't(?!\w)", re.IGNORECASE)
+_APOSTROPHE_LED = re.compile(r"'(?:n'|n(?!\w)|(?:em|cause|till?|[2-9]0s)(?!\w)|\d\d(?!\S)|t(?=(?:is|was)(?!\w)))",
+                             re.IGNORECASE)
+_REST_OF_WORD = re.compile(r'[^\W\d_]+')
+_OTHER = re.compile(r'\.\.\.+|--+|[?!]+|``|\'\'|[#@][^\W\d_]\w*|<[A-Za-z/][^<>\s]*>|\S')
+
+
+def _apostrophe_kind(word: str, rest: str) -> Optional[str]:
+    """How PTBTokenizer 3.4.1 treats `word'rest` (`rest`: the letters after the apostrophe): 'join' keeps it one
+    token (its APOWORD rule: o'clock, d'oh, O'Brien, ma'am), 'prefix' splits after the apostrophe (y'know ->
+    y' know), None splits the apostrophe off as a quote."""
+    if len(word) == 1 and len(rest) >= 2 and (word in 'nodl' or word in 'ABCDEFGHJKLMNOPQRSTUVWXZ'):
+        return 'join'
+    if word in ('y', 'Y', 'j') and rest[0] not in 'sS':
+        return 'prefix'
+    if len(word) >= 2 and word.isalpha() and word[-1] in 'aeiouyAEIOUY' and (rest[0] in 'aeiou' or rest[0].isupper()):
+        return 'join'
+    return None
+
+
+def _period_stays(word: str, text: str, end: int) -> bool:
+    """Whether the period at text[end] belongs to `word` (an abbreviation) rather than being its own token."""
+    lower = word.lower()
+    if text[end + 1:end + 2] in (',', ';', ':'):  # "dog.," : a period before a comma ends no sentence
+        return True
+    if _ACRONYM.match(word) or lower in _ABBREVIATIONS:
+        return True
+    if lower in _CAPITALISED_ABBREVIATIONS:
+        return word[0].isupper()
+    if lower in _LOWER_T_ABBREVIATIONS:
+        return word[1] == 't'
+    if lower in _NUMBER_ABBREVIATIONS:
+        return re.match(r'\s*\d', text[end + 1:]) is not None
+    return False
+
+
+def _ptb_tokens(text: str) -> List[str]:
+    """PTBTokenizer's tokens of one line, before lower-casing and punctuation removal."""
+    text = text.translate(_NORMALISE)
+    tokens: List[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text[i].isspace():
+            i += 1
+            continue
+        led = _APOSTROPHE_LED.match(text, i) if text[i] == "'" else None
+        if led:
+            tokens.append(led.group())
+            i = led.end()
+            continue
+        clitic = _CLITIC.match(text, i) if text[i] == "'" else None
+        if clitic:
+            tokens.append(clitic.group())
+            i = clitic.end()
+            continue
+        number = _SIGNED_NUMBER.match(text, i) or _CAPS_AMPERSAND.match(text, i) or _FRACTION.match(text, i)
+        if number:
+            tokens.append(number.group().replace(' ', '\u00a0'))
+            i = number.end()
+            continue
+        match = _WORD.match(text, i)
+        if not match:
+            other = _OTHER.match(text, i)
+            token = other.group()
+            if token.startswith(('--', '...')):
+                token = token[:3] if token[0] == '.' else '--'
+            tokens.append(_BRACKETS.get(token, "''" if token == '"' else token))
+            i = other.end()
+            continue
+        word, end = match.group(), match.end()
+        if word.lower() in _ASSIMILATIONS and not _CLITIC.match(text, end):  # cannot's stays
+            tokens.extend(_ASSIMILATIONS[word.lower()])
+            i = end
+            continue
+        if end < n and text[end] == "'":
+            if word[-1] in 'nN' and _NOT.match(text, end - 1):  # don't -> do n't
+                tokens += ([word[:-1]] if len(word) > 1 else []) + [text[end - 1:end + 2]]
+                i = end + 2
+                continue
+            rest = _REST_OF_WORD.match(text, end + 1)
+            if rest and not _CLITIC.match(text, end) and not _APOSTROPHE_LED.match(text, end):
+                joined = word + "'" + rest.group()
+                kind = 'join' if joined.lower() in _APOSTROPHE_WORDS else _apostrophe_kind(word, rest.group())
+                if kind == 'join':
+                    tokens.append(joined)
+                    i = rest.end()
+                    continue
+                if kind == 'prefix':
+                    tokens.append(word + "'")
+                    i = end + 1
+                    continue
+        if end < n and text[end] == '.' and _period_stays(word, text, end):
+            word, end = word + '.', end + 1
+        split = _DECIMAL_THEN_LETTERS.match(word)
+        tokens += list(split.groups()) if split else [word]
+        i = end
+        if (end < n and text[end] == "'" and text[end + 1:end + 2] != "'" and not _CLITIC.match(text, end)
+                and not _APOSTROPHE_LED.match(text, end)):
+            tokens.append('`' if _REST_OF_WORD.match(text, end + 1) else "'")  # a quote, not an apostrophe
+            i = end + 1
+    return tokens
+
+
+def ptb_tokenize(caption: str) -> str:
+    """One caption as COCOEvalCap passes it to the scorers: PTB-tokenised, lower-cased, punctuation tokens
+    removed, joined by single spaces ('' when nothing is left)."""
+    tokens = (token.lower() for token in _ptb_tokens(caption.replace('\n', ' ')))
+    # the removal list is compared after lower-casing, as in COCOEvalCap (so '-lrb-' is not removed)
+    return ' '.join(token for token in tokens if token not in _REMOVED)
+
+
+# --- scoring -------------------------------------------------------------------------------------------------------
+
+def _short(ids: Iterable[Any], limit: int = 10) -> str:
+    try:
+        ids = sorted(ids)
+    except TypeError:  # ids of mixed types
+        ids = sorted(ids, key=repr)
+    return repr(ids[:limit])[:-1] + (f', ... ({len(ids)} in all)]' if len(ids) > limit else ']')
+
+
+def select_scored(references: Mapping, predictions: Mapping, allow_missing: bool, source: str,
+                  what: str = 'image') -> List[Hashable]:
+    """The ids to score: all of `references` (each must have a prediction) or, with `allow_missing`, those
+    predicted. A prediction for an id not in `references` is always an error."""
+    unknown = [key for key in predictions if key not in references]
+    if unknown:
+        raise DataError(source, f'{len(unknown)} {what} ids are not in the references: {_short(unknown)}',
+                        field=f'{what}_id')
+    missing = [key for key in references if key not in predictions]
+    if missing and not allow_missing:
+        raise DataError(source, f'no prediction for {len(missing)} of the {len(references)} {what}s of the '
+                                f'references: {_short(missing)} (allow_missing scores only the predicted ones)',
+                        field=f'{what}_id')
+    if not predictions:
+        raise DataError(source, 'no predictions to score')
+    return [key for key in references if key in predictions]
+
+
+def evaluate_captions(references: Mapping[Hashable, Sequence[str]], predictions: Mapping[Hashable, str],
+                      allow_missing: bool = False, source: str = 'predictions') -> Dict[str, float]:
+    """BLEU1..BLEU4, CIDEr (pycocoevalcap's CIDEr-D) and ROUGE_L of one predicted caption per image.
+
+    references: image id -> reference captions (at least one); predictions: image id -> caption ('' allowed; it
+    scores 0). A prediction for an image without references raises `DataError` naming the ids, as does an image
+    of the references without a prediction unless `allow_missing` (then only the predicted images are scored, as
+    COCOEvalCap does with `params['image_id'] = cocoRes.getImgIds()`). CIDEr's document frequencies come from the
+    references of the scored images, so CIDEr depends on the set scored (and is 0 for a single image).
+    """
+    for key, refs in references.items():
+        if isinstance(refs, str) or not isinstance(refs, Sequence) or not refs:
+            raise DataError('references', 'expected a non-empty list of reference captions',
+                            record=f'image id {key}', field='caption')
+        for ref in refs:
+            if not isinstance(ref, str):
+                raise DataError('references', f'reference caption is not a string: {ref!r}',
+                                record=f'image id {key}', field='caption')
+    for key, caption in predictions.items():
+        if not isinstance(caption, str):
+            raise DataError(source, f'predicted caption is not a string: {caption!r}', record=f'image id {key}',
+                            field='caption')
+    ids = select_scored(references, predictions, allow_missing, source)
+    gts = {key: [ptb_tokenize(ref) for ref in references[key]] for key in ids}
+    res = {key: [ptb_tokenize(predictions[key])] for key in ids}
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    cider, _ = Cider().compute_score(gts, res)
+    rouge, _ = Rouge().compute_score(gts, res)
+    scores = dict(zip(CAPTION_METRICS, [*bleu, cider, rouge]))
+    return {name: float(value) for name, value in scores.items()}
+
+
+# --- results lists and files ---------------------------------------------------------------------------------------
+
+def is_id(value: Any) -> bool:
+    """An integer id (Python or numpy, not bool)."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def as_id(value: Any, what: str, index: int) -> int:
+    if hasattr(value, 'item') and getattr(value, 'ndim', 0) == 0:  # a 0-d tensor or numpy scalar
+        value = value.item()
+    if not is_id(value):
+        raise ValueError(f"{what}[{index}] is not an integer id: {value!r}")
+    return int(value)
+
+
+def caption_results(image_ids: Sequence[Any], captions: Sequence[str]) -> List[Dict[str, Any]]:
+    """COCO caption results records `[{'image_id': int, 'caption': str}, ...]` (the format of
+    `vlm evaluate-captions --predictions`) from parallel sequences; ids may be ints, numpy or 0-d tensors."""
+    if len(image_ids) != len(captions):
+        raise ValueError(f'{len(image_ids)} image ids but {len(captions)} captions')
+    records = []
+    for index, (image_id, caption) in enumerate(zip(image_ids, captions)):
+        if not isinstance(caption, str):
+            raise ValueError(f'captions[{index}] is not a string: {caption!r}')
+        records.append({'image_id': as_id(image_id, 'image_ids', index), 'caption': caption})
+    return records
+
+
+def read_records(path: Union[str, Path], what: str) -> Tuple[Path, Any]:
+    """A JSON file that must exist; a missing or malformed one raises `DataError` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, f'{what} file not found')
+    return path, read_json(path)
+
+
+def read_caption_references(path: Union[str, Path]) -> Dict[int, List[str]]:
+    """A COCO captions JSON (`captions_val2017.json`: images, annotations with image_id and caption) as image id ->
+    reference captions, for the images that have at least one. A missing field, a duplicate image or annotation
+    id, a caption of an unknown image or a caption that is not a string raises `DataError` naming the record."""
+    path, data = read_records(path, 'ground-truth')
+    if not isinstance(data, dict):
+        raise DataError(path, 'expected a JSON object with images and annotations')
+    require(data, ('images', 'annotations'), path, 'top level')
+    images = set()
+    for index, image in enumerate(data['images']):
+        record = f"images[{index}]"
+        if not isinstance(image, dict):
+            raise DataError(path, 'expected an object', record=record)
+        require(image, ('id',), path, record)
+        if not is_id(image['id']):
+            raise DataError(path, f"image id is not an integer: {image['id']!r}", record=record, field='id')
+        if image['id'] in images:
+            raise DataError(path, f"duplicate image id {image['id']}", record=record, field='id')
+        images.add(image['id'])
+    references: Dict[int, List[str]] = {}
+    annotation_ids = set()
+    for index, ann in enumerate(data['annotations']):
+        if not isinstance(ann, dict):
+            raise DataError(path, 'expected an object', record=f'annotations[{index}]')
+        record = f"annotations[{index}] (id {ann.get('id', '?')})"
+        require(ann, ('image_id', 'caption'), path, record)
+        if 'id' in ann:
+            if ann['id'] in annotation_ids:
+                raise DataError(path, f"duplicate annotation id {ann['id']}", record=record, field='id')
+            annotation_ids.add(ann['id'])
+        if not is_id(ann['image_id']) or ann['image_id'] not in images:
+            raise DataError(path, f"unknown image id {ann['image_id']!r}", record=record, field='image_id')
+        if not isinstance(ann['caption'], str):
+            raise DataError(path, f"caption is not a string: {ann['caption']!r}", record=record, field='caption')
+        references.setdefault(ann['image_id'], []).append(ann['caption'])
+    return references
+
+
+def read_caption_results(path: Union[str, Path],
+                         references: Optional[Mapping[int, Any]] = None) -> Dict[int, str]:
+    """A COCO caption results JSON `[{"image_id": int, "caption": str}, ...]` as image id -> caption. A record
+    that is not an object, lacks a field, repeats an image id, has a non-string caption or (given `references`)
+    an image id without references raises `DataError` naming the file and the record."""
+    path, data = read_records(path, 'results')
+    if not isinstance(data, list):
+        raise DataError(path, 'expected a JSON list of {"image_id", "caption"} records')
+    predictions: Dict[int, str] = {}
+    first: Dict[int, int] = {}
+    for index, result in enumerate(data):
+        record = f'results[{index}]'
+        if not isinstance(result, dict):
+            raise DataError(path, f'expected an object, got {result!r}'[:120], record=record)
+        if 'image_id' in result:
+            record += f" (image_id={result['image_id']!r})"
+        require(result, ('image_id', 'caption'), path, record)
+        image_id, caption = result['image_id'], result['caption']
+        if not is_id(image_id):
+            raise DataError(path, f'image id is not an integer: {image_id!r}', record=record, field='image_id')
+        if image_id in first:
+            raise DataError(path, f'duplicate image id, first at results[{first[image_id]}]', record=record,
+                            field='image_id')
+        if references is not None and image_id not in references:
+            raise DataError(path, 'not the id of an image with reference captions in the ground truth',
+                            record=record, field='image_id')
+        if not isinstance(caption, str):
+            raise DataError(path, f'caption is not a string: {caption!r}', record=record, field='caption')
+        first[image_id] = index
+        predictions[image_id] = caption
+    return predictions
+
+
+def write_json(metrics: Mapping[str, float], path: Union[str, Path]) -> None:
+    """Write metrics as a JSON object (NaN is not valid JSON and is refused)."""
+    if any(not math.isfinite(value) for value in metrics.values()):
+        raise ValueError(f'non-finite metric in {dict(metrics)}')
+    with open(path, 'w') as file:
+        json.dump(dict(metrics), file, indent=2)
+        file.write('\n')
