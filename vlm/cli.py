@@ -19,6 +19,15 @@ SUBCOMMANDS: Dict[str, Tuple[str, str, str]] = {
     'data': ('vlm.data.cli', 'main', 'generate datasets: `vlm data shapes --out data/shapes`'),
     'evaluate-coco': ('vlm.evaluation.cli', 'main',
                       'COCO mAP of a results JSON: `vlm evaluate-coco --gt GT.json --predictions RESULTS.json`'),
+    'evaluate-captions': ('vlm.evaluation.cli', 'captions_main',
+                          'BLEU, CIDEr, ROUGE-L of caption results: `vlm evaluate-captions --gt GT.json '
+                          '--predictions RESULTS.json`'),
+    'evaluate-vqa': ('vlm.evaluation.cli', 'vqa_main',
+                     'VQAv2 accuracy: `vlm evaluate-vqa --questions Q.json --annotations A.json '
+                     '--predictions RESULTS.json`'),
+    'caption': ('vlm.language.cli', 'caption', 'caption images: `vlm caption --model DIR IMAGE [IMAGE ...]`'),
+    'ask': ('vlm.language.cli', 'ask', 'answer a question: `vlm ask --model DIR --question "..." IMAGE [...]`'),
+    'export': ('vlm.language.cli', 'export', 'checkpoint -> Hugging Face directory: `vlm export --ckpt C --out DIR`'),
 }
 
 
@@ -50,12 +59,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     module, function, _ = SUBCOMMANDS[name]
     command: Callable[[List[str]], Optional[int]] = getattr(importlib.import_module(module), function)
     rest = argv if module == 'vlm.cli' else argv[1:]
-    from vlm.data.errors import DataError
+    from vlm.data.errors import DataError, InputError
     from vlm.encoder.weights import CheckpointShapeError
 
     try:
         return command(rest) or 0
-    except (DataError, CheckpointShapeError, FileNotFoundError) as error:
+    except (DataError, InputError, CheckpointShapeError, FileNotFoundError) as error:
         print(f"vlm {name}: error: {error}", file=sys.stderr)
         return 1
 

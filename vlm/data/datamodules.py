@@ -257,7 +257,8 @@ class VisionLanguageDataModule(VlmDataModule):
     'answers' / 'answer', ids); tokenisation is the vision-language model's job.
 
     tasks: which of 'captions' and 'vqa' to read (both: the two datasets are concatenated for training).
-    vqa_image_filename: e.g. 'COCO_train2014_{image_id:012d}.jpg' for the VQAv2 2014 images.
+    vqa_image_filename: e.g. 'COCO_train2014_{image_id:012d}.jpg' for the VQAv2 2014 images;
+    val_vqa_image_filename: the validation images' pattern when it differs ('COCO_val2014_{image_id:012d}.jpg').
     """
 
     collate_fn = staticmethod(collate_records)
@@ -275,6 +276,7 @@ class VisionLanguageDataModule(VlmDataModule):
             train_answers: str = 'v2_mscoco_train2014_annotations.json',
             val_answers: str = 'v2_mscoco_val2014_annotations.json',
             vqa_image_filename: str = '{image_id:012d}.jpg',
+            val_vqa_image_filename: Optional[str] = None,
             image_size: int = 224,
             encoder_name: Optional[str] = None,
             **kwargs: Any,
@@ -289,7 +291,8 @@ class VisionLanguageDataModule(VlmDataModule):
             'train': (train_images, train_captions, train_questions, train_answers),
             'val': (val_images, val_captions, val_questions, val_answers),
         }
-        self.vqa_image_filename = vqa_image_filename
+        self.vqa_image_filename = {'train': vqa_image_filename,
+                                   'val': val_vqa_image_filename or vqa_image_filename}
         self.transform = T.vision_language(image_size, T.normalization_for(encoder_name))
 
     def _dataset(self, split: str):
@@ -298,7 +301,7 @@ class VisionLanguageDataModule(VlmDataModule):
         if 'captions' in self.tasks:
             parts.append(CocoCaptions(self.path(images), self.path(captions), self.transform, self.skip_bad_samples))
         if 'vqa' in self.tasks:
-            parts.append(VqaV2(self.path(images), self.path(questions), self.path(answers), self.vqa_image_filename,
+            parts.append(VqaV2(self.path(images), self.path(questions), self.path(answers), self.vqa_image_filename[split],
                                self.transform, self.skip_bad_samples))
         return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 

@@ -24,6 +24,11 @@ class DataError(ValueError):
         super().__init__(f"{where}: {reason}")
 
 
+class InputError(ValueError):
+    """Bad input that is not a file's fault (an empty question, a prompt longer than the context, images that do
+    not match their placeholders): the `vlm` command prints its message alone."""
+
+
 @dataclass(frozen=True)
 class SkippedSample:
     """Returned by a dataset in place of a bad sample when `skip_bad_samples` is on; the collate function drops

@@ -2,5 +2,6 @@
 from .base import VlmTask
 from .classification import ImageClassifier
 from .detection import ObjectDetector
+from .vision_language import VisionLanguageTask
 
-__all__ = ['VlmTask', 'ImageClassifier', 'ObjectDetector']
+__all__ = ['VlmTask', 'ImageClassifier', 'ObjectDetector', 'VisionLanguageTask']

@@ -9,6 +9,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
+from timm.scheduler.scheduler import Scheduler
 
 from vlm.data.skip_report import BadSampleReport
 from vlm.encoder.weights import CheckpointShapeError, shape_mismatches
@@ -43,23 +44,32 @@ class VlmTask(L.LightningModule):
         """The module whose parameters are optimised (timm's layer decay reads its `group_matcher`)."""
         return self.model
 
+    def optimizer_params(self) -> Any:
+        """What timm's optimizer factory gets: `optimizer_model()` (layer decay, no decay on 1-D tensors), or a
+        task's own list of parameter groups (each may set its 'lr'; the schedule scales every group alike)."""
+        return self.optimizer_model()
+
     def configure_optimizers(self) -> Dict[str, Any]:
         optimizer = create_optimizer_v2(
-            self.optimizer_model(), opt=self.optimizer_name, lr=self.lr, weight_decay=self.weight_decay,
+            self.optimizer_params(), opt=self.optimizer_name, lr=self.lr, weight_decay=self.weight_decay,
             layer_decay=self.layer_decay)
         total_steps = max(int(self.trainer.estimated_stepping_batches), 1)
         steps_per_epoch = total_steps / max(self.trainer.max_epochs or 1, 1)
-        scheduler = CosineLRScheduler(
+        scheduler = self.build_lr_scheduler(optimizer, total_steps, int(self.warmup_epochs * steps_per_epoch))
+        return {'optimizer': optimizer, 'lr_scheduler': {'scheduler': scheduler, 'interval': 'step'}}
+
+    def build_lr_scheduler(self, optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int) -> Scheduler:
+        """Linear warmup from lr / 1000, then cosine down to min_lr at `total_steps` (a task may override)."""
+        return CosineLRScheduler(
             optimizer,
             t_initial=total_steps,
             lr_min=self.min_lr,
-            warmup_t=int(self.warmup_epochs * steps_per_epoch),
+            warmup_t=warmup_steps,
             warmup_lr_init=self.lr * 1e-3,
             t_in_epochs=False,
         )
-        return {'optimizer': optimizer, 'lr_scheduler': {'scheduler': scheduler, 'interval': 'step'}}
 
-    def lr_scheduler_step(self, scheduler: CosineLRScheduler, metric: Any) -> None:
+    def lr_scheduler_step(self, scheduler: Scheduler, metric: Any) -> None:
         scheduler.step_update(num_updates=self.global_step)
 
     def configure_callbacks(self) -> List[L.Callback]:

@@ -1,0 +1,78 @@
+"""Decode speed of the vision-language model against a bare `LlamaForCausalLM` with the same decoder config and
+the same prefix length, in the same process.
+
+The image should cost one encoder pass at prefill and nothing per generated token. Decode time is isolated as
+time(generate N tokens) - time(generate 1 token), both with greedy decoding forced to exactly that many tokens
+and the KV cache on; rounds alternate the two models so machine noise hits both alike. Prints decode tokens/s
+for each at batch 1 and 8, and the ratio VLM / bare (goal >= 0.95).
+
+    python benchmarks/generation_speed.py [--new-tokens 64] [--rounds 5] [--decoder-layers 4] [--hidden 512]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable, Dict, List
+
+import torch
+from transformers import LlamaForCausalLM
+
+from vlm.language.build import build_vision_language_model
+from vlm.language.prompts import caption_prompt
+from vlm.language.tokenizer import train_bpe_tokenizer
+
+WORDS = 'a red blue green circle square star ring cross triangle on the left right of above below two one'.split()
+
+
+def _timed(generate: Callable[[int], torch.Tensor], tokens: int) -> float:
+    start = time.perf_counter()
+    generate(tokens)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--new-tokens', type=int, default=64)
+    parser.add_argument('--rounds', type=int, default=5)
+    parser.add_argument('--hidden', type=int, default=512)
+    parser.add_argument('--decoder-layers', type=int, default=4)
+    parser.add_argument('--image-size', type=int, default=224)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    tokenizer = train_bpe_tokenizer([' '.join(WORDS)] * 10, vocab_size=300)
+    decoder = dict(hidden_size=args.hidden, intermediate_size=args.hidden * 3, num_hidden_layers=args.decoder_layers,
+                   num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=1024)
+    vlm_model, processor = build_vision_language_model(
+        tokenizer, encoder='vlm_vit_small_patch16_rope_rms', decoder=decoder, pixel_shuffle=2,
+        image_size=args.image_size)
+    vlm_model.eval()
+    bare = LlamaForCausalLM(vlm_model.config.text_config).eval()
+    bare.load_state_dict(vlm_model.language_model.state_dict())
+    print(f'decoder: {args.decoder_layers} layers, hidden {args.hidden}; encoder ViT-S/16 at {args.image_size} px '
+          f'({processor.settings.tokens_per_image} image tokens); {args.new_tokens} new tokens, greedy, KV cache; '
+          f'{torch.get_num_threads()} threads')
+    print(f"{'batch':>5} {'prefix':>6} {'bare tok/s':>11} {'vlm tok/s':>10} {'ratio':>6}")
+    for batch in (1, 8):
+        inputs = processor([caption_prompt()] * batch, [torch.zeros(3, 64, 64, dtype=torch.uint8)] * batch)
+        prefix = inputs['input_ids'].shape[1]
+        bare_ids = torch.randint(4, len(tokenizer), (batch, prefix))
+        runs: Dict[str, Callable[[int], torch.Tensor]] = {
+            'bare': lambda n: bare.generate(input_ids=bare_ids, attention_mask=torch.ones_like(bare_ids),
+                                            max_new_tokens=n, min_new_tokens=n, do_sample=False),
+            'vlm': lambda n: vlm_model.generate(**inputs, max_new_tokens=n, min_new_tokens=n, do_sample=False),
+        }
+        decode: Dict[str, List[float]] = {name: [] for name in runs}
+        with torch.inference_mode():
+            for run in runs.values():  # warm-up
+                run(2)
+            for _ in range(args.rounds):
+                for name, run in runs.items():
+                    seconds = _timed(run, args.new_tokens) - _timed(run, 1)
+                    decode[name].append(batch * (args.new_tokens - 1) / seconds)
+        bare_tps, vlm_tps = statistics.median(decode['bare']), statistics.median(decode['vlm'])
+        print(f'{batch:>5} {prefix:>6} {bare_tps:>11.1f} {vlm_tps:>10.1f} {vlm_tps / bare_tps:>6.3f}')
+
+
+if __name__ == '__main__':
+    main()

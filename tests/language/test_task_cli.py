@@ -1,0 +1,131 @@
+"""VisionLanguageTask through the `vlm` entry point: fit, validate, export, caption, ask; freeze policies."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from vlm.cli import main as vlm_main
+from vlm.data.shapes import generate_shapes
+from vlm.language.inference import VisionLanguagePredictor
+from vlm.tasks import VisionLanguageTask
+
+from .tiny import TINY_DECODER, tiny_tokenizer
+
+TINY_ENCODER = dict(patch_size=8, img_size=64, depth=2, embed_dim=64, num_heads=2)
+
+
+@pytest.fixture(scope='module')
+def shapes(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp('shapes')
+    generate_shapes(root, train_images=12, val_images=4, image_size=64, classification_images_per_class=1,
+                    classification_val_images_per_class=1, classification_image_size=32, workers=1)
+    return root
+
+
+def _config(tmp_path: Path, shapes: Path, **model_args) -> Path:
+    config = {
+        'seed_everything': 0,
+        'trainer': {
+            'max_epochs': 1, 'limit_train_batches': 3, 'accelerator': 'cpu', 'devices': 1, 'enable_progress_bar': False,
+            'enable_model_summary': False, 'log_every_n_steps': 1, 'limit_val_batches': 2,
+            'logger': {'class_path': 'lightning.pytorch.loggers.CSVLogger',
+                       'init_args': {'save_dir': str(tmp_path / 'runs'), 'name': 'vl'}},
+        },
+        'model': {'class_path': 'vlm.tasks.VisionLanguageTask', 'init_args': {
+            'encoder': 'vlm_vit_tiny_patch16_rope_rms', 'encoder_kwargs': TINY_ENCODER, 'decoder': TINY_DECODER,
+            'pixel_shuffle': 2, 'image_size': 64, 'tokenizer_vocab_size': 300, 'max_new_tokens': 4,
+            'monitor': 'val/vqa_acc', 'lr': 1e-3, 'warmup_epochs': 0.1, **model_args}},
+        'data': {'class_path': 'vlm.data.VisionLanguageDataModule', 'init_args': {
+            'root': str(shapes), 'tasks': ['captions', 'vqa'], 'train_images': 'images/train',
+            'val_images': 'images/val', 'train_captions': 'annotations/captions_train.json',
+            'val_captions': 'annotations/captions_val.json',
+            'train_questions': 'annotations/v2_OpenEnded_shapes_train_questions.json',
+            'val_questions': 'annotations/v2_OpenEnded_shapes_val_questions.json',
+            'train_answers': 'annotations/v2_shapes_train_annotations.json',
+            'val_answers': 'annotations/v2_shapes_val_annotations.json',
+            'vqa_image_filename': '{image_id:012d}.png', 'image_size': 64, 'batch_size': 4, 'num_workers': 0}},
+    }
+    path = tmp_path / 'config.yaml'
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_fit_validate_export_caption_ask(tmp_path, shapes, capsys):
+    config = _config(tmp_path, shapes)
+    assert vlm_main(['fit', '--config', str(config)]) == 0
+    run = tmp_path / 'runs' / 'vl' / 'version_0'
+    header = (run / 'metrics.csv').read_text().splitlines()[0].split(',')
+    for metric in ('val/BLEU4', 'val/CIDEr', 'val/ROUGE_L', 'val/vqa_acc', 'val/loss', 'train/loss'):
+        assert metric in header
+    last = run / 'checkpoints' / 'last.ckpt'
+    checkpoint = torch.load(last, map_location='cpu', weights_only=True)
+    assert 'tokenizer.json' in checkpoint['vlm_tokenizer_files']  # the BPE trained at fit travels with it
+
+    # validate from the checkpoint alone: the tokenizer comes from the checkpoint
+    assert vlm_main(['validate', '--config', str(config), '--ckpt_path', str(last)]) == 0
+
+    out = tmp_path / 'export'
+    assert vlm_main(['export', '--ckpt', str(last), '--out', str(out)]) == 0
+    for name in ('config.json', 'model.safetensors', 'tokenizer.json', 'processor_config.json'):
+        assert (out / name).is_file()
+
+    images = sorted((shapes / 'images' / 'val').glob('*.png'))[:2]
+    corrupt = tmp_path / 'corrupt.png'
+    corrupt.write_bytes(images[0].read_bytes()[:100])
+    capsys.readouterr()
+    assert vlm_main(['caption', '--model', str(out), str(images[0]), str(corrupt), str(images[1])]) == 1
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
+    assert [line.split('\t')[0] for line in lines] == [str(images[0]), str(images[1])]
+    assert 'corrupt.png' in captured.err
+
+    assert vlm_main(['ask', '--model', str(out), '--question', 'what color is the circle?', '--json',
+                     str(images[0])]) == 0
+    record = json.loads(capsys.readouterr().out.strip())
+    assert record['image'] == str(images[0]) and record['error'] is None and isinstance(record['text'], str)
+    assert vlm_main(['ask', '--model', str(out), '--question', '  ', str(images[0])]) == 1
+    assert 'empty question' in capsys.readouterr().err
+
+    # Python: the exported model equals the trained module, and runs at another resolution
+    task = VisionLanguageTask.load_from_checkpoint(last, map_location='cpu', weights_only=True)
+    predictor = VisionLanguagePredictor.from_pretrained(out)
+    for name, tensor in task.model.state_dict().items():
+        assert torch.equal(tensor, predictor.model.state_dict()[name]), name
+    assert len(predictor.caption([str(images[0])], max_new_tokens=3)) == 1
+    bigger = VisionLanguagePredictor.from_pretrained(out, image_size=96)
+    assert bigger.processor.settings.tokens_per_image == 36
+    assert len(bigger.ask([str(images[0])], 'how many shapes are there?', max_new_tokens=3)) == 1
+
+
+def test_freeze_policy_and_learning_rates():
+    task = VisionLanguageTask(encoder='vlm_vit_tiny_patch16_rope_rms', encoder_kwargs=TINY_ENCODER,
+                              decoder=TINY_DECODER, pixel_shuffle=2, image_size=64,
+                              trainable=('projector', 'decoder'), lr=1e-3, lr_decoder=1e-4)
+    task.build(tiny_tokenizer())
+    assert not any(p.requires_grad for p in task.model.encoder.parameters())
+    assert all(p.requires_grad for p in task.model.projector.parameters())
+    groups = {group['name']: group for group in task.optimizer_params()}
+    assert set(groups) == {'projector', 'projector_no_decay', 'decoder', 'decoder_no_decay'}
+    assert groups['projector']['lr'] == 1e-3 and groups['decoder']['lr'] == 1e-4
+    assert groups['decoder_no_decay']['weight_decay'] == 0.0
+    optimised = {id(p) for group in groups.values() for p in group['params']}
+    assert optimised == {id(p) for p in task.model.parameters() if p.requires_grad}
+    task.train()
+    assert not task.model.encoder.training and task.model.language_model.training
+    with pytest.raises(ValueError, match='trainable parts'):
+        VisionLanguageTask(trainable=('vision',))
+
+
+def test_stage_one_trains_only_the_projector(tmp_path, shapes):
+    config = _config(tmp_path, shapes, trainable=['projector'])
+    assert vlm_main(['fit', '--config', str(config), '--trainer.limit_val_batches', '0']) == 0
+    checkpoint = tmp_path / 'runs' / 'vl' / 'version_0' / 'checkpoints' / 'last.ckpt'
+    trained = VisionLanguageTask.load_from_checkpoint(checkpoint, map_location='cpu', weights_only=True)
+    torch.manual_seed(0)  # the same seed as `seed_everything: 0` builds the same initial weights
+    initial = VisionLanguageTask(**{k: v for k, v in trained.hparams.items()})
+    initial.build(trained.processor.tokenizer)
+    before, after = initial.model.state_dict(), trained.model.state_dict()
+    changed = {name.split('.')[0] for name in after if not torch.equal(before[name], after[name])}
+    assert changed == {'projector'}

@@ -1,0 +1,40 @@
+"""Tiny vision-language models and tokenizers for the tests (seconds on a CPU)."""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Tuple
+
+import torch
+
+from vlm.language.build import build_vision_language_model
+from vlm.language.modeling import VisionLanguageModel
+from vlm.language.processor import VisionLanguageProcessor
+from vlm.language.prompts import training_corpus
+from vlm.language.tokenizer import train_bpe_tokenizer
+
+CAPTIONS = ['a red circle on the left', 'a blue square at the top', 'two green stars', 'one yellow triangle',
+            'a red ring and a blue cross']
+QUESTIONS = [('what color is the circle?', 'red'), ('how many stars are there?', 'two'),
+             ('is there a square?', 'yes')]
+TINY_ENCODER = dict(patch_size=8, img_size=32, depth=2, embed_dim=64, num_heads=2)
+TINY_DECODER = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                    num_key_value_heads=2, max_position_embeddings=64)
+
+
+def tiny_tokenizer():
+    questions, answers = zip(*QUESTIONS)
+    return train_bpe_tokenizer(list(training_corpus(CAPTIONS, list(questions), list(answers))) * 3, vocab_size=300)
+
+
+def tiny_model(tokenizer=None, **overrides: Any) -> Tuple[VisionLanguageModel, VisionLanguageProcessor]:
+    torch.manual_seed(0)
+    options: Dict[str, Any] = dict(encoder='vlm_vit_tiny_patch16_rope_rms', encoder_kwargs=TINY_ENCODER,
+                                   decoder=TINY_DECODER, pixel_shuffle=2, image_size=32)
+    options.update(overrides)
+    model, processor = build_vision_language_model(tokenizer or tiny_tokenizer(), **options)
+    return model.eval(), processor
+
+
+def random_images(count: int, size: int = 32, seed: int = 0) -> List[torch.Tensor]:
+    """(3, size, size) uint8 images."""
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=generator) for _ in range(count)]

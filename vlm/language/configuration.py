@@ -1,0 +1,66 @@
+"""`VisionLanguageConfig`: the encoder (a timm name + kwargs), the projector, and a `LlamaConfig` for the decoder."""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Sequence, Union
+
+from transformers import LlamaConfig, PretrainedConfig
+
+from vlm.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+
+class VisionLanguageConfig(PretrainedConfig):
+    """Configuration of `VisionLanguageModel`.
+
+    encoder_name / encoder_kwargs: any timm model with `forward_intermediates` (the vlm RoPE/RMSNorm ViTs by default),
+        built with `timm.create_model(encoder_name, pretrained=False, num_classes=0, **encoder_kwargs)`.
+    encoder_hidden_size / patch_size: the encoder's width and patch size (filled in by the model when None).
+    pixel_shuffle: s, the projector's token reduction: each s x s group of patch tokens becomes one token with
+        s^2 times the channels (Idefics3 / nanoVLM). 1 keeps one token per patch.
+    projector_hidden_size: hidden width of the 2-layer GELU MLP (default: the decoder's hidden size).
+    text_config: a `LlamaConfig` (or its dict) for the `LlamaForCausalLM` decoder.
+    image_token_id: the id of the `<image>` placeholder token in the tokenizer.
+    image_size / image_mean / image_std: the processor's image settings (square resize, then normalise).
+    """
+
+    model_type = 'vlm_vision_language'
+    sub_configs = {'text_config': LlamaConfig}
+
+    def __init__(
+            self,
+            encoder_name: str = 'vlm_vit_small_patch16_rope_rms',
+            encoder_kwargs: Optional[Dict[str, Any]] = None,
+            encoder_hidden_size: Optional[int] = None,
+            patch_size: Optional[int] = None,
+            pixel_shuffle: int = 1,
+            projector_hidden_size: Optional[int] = None,
+            text_config: Optional[Union[LlamaConfig, Dict[str, Any]]] = None,
+            image_token_id: int = 0,
+            image_size: int = 224,
+            image_mean: Sequence[float] = IMAGENET_MEAN,
+            image_std: Sequence[float] = IMAGENET_STD,
+            **kwargs: Any,
+    ) -> None:
+        if isinstance(text_config, dict):
+            text_config = LlamaConfig(**text_config)
+        self.text_config = text_config if text_config is not None else LlamaConfig()
+        self.encoder_name = encoder_name
+        self.encoder_kwargs = dict(encoder_kwargs or {})
+        self.encoder_hidden_size = encoder_hidden_size
+        self.patch_size = patch_size
+        if pixel_shuffle < 1:
+            raise ValueError(f'pixel_shuffle must be >= 1, got {pixel_shuffle}')
+        self.pixel_shuffle = pixel_shuffle
+        self.projector_hidden_size = projector_hidden_size
+        self.image_token_id = image_token_id
+        self.image_size = image_size
+        self.image_mean = list(image_mean)
+        self.image_std = list(image_std)
+        kwargs.setdefault('tie_word_embeddings', self.text_config.tie_word_embeddings)
+        super().__init__(**kwargs)
+
+    def image_tokens(self, height: int, width: int) -> int:
+        """Number of `<image>` tokens an image of height x width pixels becomes."""
+        unit = self.patch_size * self.pixel_shuffle
+        if height % unit or width % unit:
+            raise ValueError(f'image size {height}x{width} is not a multiple of patch_size * pixel_shuffle = {unit}')
+        return (height // unit) * (width // unit)

@@ -1,0 +1,130 @@
+"""`VisionLanguageModel`: RoPE/RMSNorm encoder -> projector -> `transformers.LlamaForCausalLM`.
+
+A transformers `PreTrainedModel` + `GenerationMixin`, so `save_pretrained` / `from_pretrained` (safetensors) and
+`generate` (greedy, sampling, beam search, KV cache, left-padded batches, streamers) are transformers' own. The
+image is encoded once, at prefill: `generate` drops `pixel_values` from later steps, which only read the cache.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import timm
+import torch
+from torch import nn
+from transformers import GenerationMixin, LlamaForCausalLM, PreTrainedModel
+
+from vlm.data.errors import InputError
+import vlm.encoder  # noqa: F401  (registers the vlm encoders in timm)
+from vlm.encoder.dense_features import dense_features
+
+from .configuration import VisionLanguageConfig
+from .projector import Projector
+
+
+class ImageTokenMismatchError(InputError):
+    """The `<image>` placeholders in a batch do not match the images given."""
+
+
+def build_encoder(config: VisionLanguageConfig) -> nn.Module:
+    """The timm encoder named in `config`, headless; fills in `encoder_hidden_size` and `patch_size`."""
+    encoder = timm.create_model(config.encoder_name, pretrained=False, num_classes=0, **config.encoder_kwargs)
+    config.encoder_hidden_size = encoder.num_features
+    patch = encoder.patch_embed.patch_size
+    config.patch_size = int(patch[0] if isinstance(patch, (tuple, list)) else patch)
+    return encoder
+
+
+class VisionLanguageModel(PreTrainedModel, GenerationMixin):
+    """Image tokens from `encoder` + `projector` replace the embeddings of the `<image>` placeholders in the
+    prompt; `language_model` (a `LlamaForCausalLM`) does the rest.
+
+    An image of H x W pixels yields (H / (p s)) * (W / (p s)) tokens (p: patch size, s: pixel shuffle), so the
+    number of placeholders follows the resolution: `config.image_tokens(H, W)`.
+    """
+
+    config_class = VisionLanguageConfig
+    config: VisionLanguageConfig
+    base_model_prefix = 'vlm'
+    main_input_name = 'input_ids'
+    input_modalities = ('image', 'text')
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _no_split_modules = ['LlamaDecoderLayer']
+
+    def __init__(self, config: VisionLanguageConfig) -> None:
+        super().__init__(config)
+        self.encoder = build_encoder(config)
+        text_hidden = config.text_config.hidden_size
+        self.projector = Projector(
+            config.encoder_hidden_size, text_hidden, config.projector_hidden_size or text_hidden, config.pixel_shuffle)
+        self.language_model = LlamaForCausalLM(config.text_config)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Only the projector is initialised here: timm and Llama initialise their own modules."""
+        if isinstance(module, nn.Linear) and any(module is m for m in self.projector.modules()):
+            nn.init.normal_(module.weight, std=self.config.text_config.initializer_range)
+            nn.init.zeros_(module.bias)
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.language_model.get_output_embeddings()
+
+    def get_decoder(self) -> nn.Module:
+        return self.language_model.get_decoder()
+
+    def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) images -> (B, N, D) decoder-space image tokens, N = config.image_tokens(H, W)."""
+        encoder_dtype = next(self.encoder.parameters()).dtype
+        grid = dense_features(self.encoder, pixel_values.to(encoder_dtype)).last  # (B, C, H/p, W/p)
+        return self.projector(grid)  # (B, N, D)
+
+    def merge_image_tokens(
+            self, input_ids: torch.Tensor, inputs_embeds: torch.Tensor, pixel_values: Optional[torch.Tensor]
+    ) -> torch.Tensor:
+        """Write each image's tokens into its placeholders, in order. input_ids (B, L), inputs_embeds (B, L, D)."""
+        placeholders = input_ids == self.config.image_token_id  # (B, L)
+        count = int(placeholders.sum())
+        if pixel_values is None:
+            if count:
+                raise ImageTokenMismatchError(f'the prompt has {count} <image> tokens but no image was given')
+            return inputs_embeds
+        image_tokens = self.get_image_features(pixel_values)  # (I, N, D)
+        if count != image_tokens.shape[0] * image_tokens.shape[1]:
+            raise ImageTokenMismatchError(
+                f'{image_tokens.shape[0]} images of {tuple(pixel_values.shape[-2:])} px give '
+                f'{image_tokens.shape[0]} x {image_tokens.shape[1]} image tokens, but the prompts have {count} '
+                f'<image> placeholders')
+        mask = placeholders.unsqueeze(-1).expand_as(inputs_embeds)
+        return inputs_embeds.masked_scatter(mask, image_tokens.to(inputs_embeds.dtype))
+
+    def forward(
+            self,
+            input_ids: Optional[torch.LongTensor] = None,
+            pixel_values: Optional[torch.Tensor] = None,
+            attention_mask: Optional[torch.Tensor] = None,
+            position_ids: Optional[torch.LongTensor] = None,
+            inputs_embeds: Optional[torch.Tensor] = None,
+            labels: Optional[torch.LongTensor] = None,
+            logits_to_keep: int | torch.Tensor = 0,
+            **kwargs: Any,
+    ):
+        """input_ids (B, L) with `<image>` placeholders; pixel_values (I, 3, H, W), one per placeholder run, in
+        batch order; labels (B, L) with -100 where no loss is taken. Returns the decoder's `CausalLMOutputWithPast`
+        (loss, logits (B, L, V), cache). Remaining kwargs (the KV cache, use_cache, ...) go to the decoder."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError('give exactly one of input_ids and inputs_embeds')
+        if inputs_embeds is None:
+            inputs_embeds = self.get_input_embeddings()(input_ids)  # (B, L, D)
+            inputs_embeds = self.merge_image_tokens(input_ids, inputs_embeds, pixel_values)
+        return self.language_model(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids, labels=labels,
+            logits_to_keep=logits_to_keep, **kwargs)
