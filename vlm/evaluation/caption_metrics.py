@@ -332,37 +332,48 @@ def read_caption_references(path: Union[str, Path]) -> Dict[int, List[str]]:
     return references
 
 
-def read_caption_results(path: Union[str, Path],
-                         references: Optional[Mapping[int, Any]] = None) -> Dict[int, str]:
-    """A COCO caption results JSON `[{"image_id": int, "caption": str}, ...]` as image id -> caption. A record
-    that is not an object, lacks a field, repeats an image id, has a non-string caption or (given `references`)
-    an image id without references raises `DataError` naming the file and the record."""
+def read_id_text_results(path: Union[str, Path], id_key: str, text_key: str,
+                         known_ids: Optional[Mapping[int, Any]] = None,
+                         unknown_reason: str = 'unknown id') -> Dict[int, str]:
+    """A results JSON `[{id_key: int, text_key: str}, ...]` as id -> text (the shared reader of caption and VQA
+    results). A record that is not an object, lacks a field, repeats an id, has a non-string text or (given
+    `known_ids`) an id not in `known_ids` (reported with `unknown_reason`) raises `DataError` naming the file, the
+    record (`results[1] (image_id=999)`) and the field."""
+    id_name = id_key.replace('_', ' ')  # 'image_id' -> 'image id' in the messages
     path, data = read_records(path, 'results')
     if not isinstance(data, list):
-        raise DataError(path, 'expected a JSON list of {"image_id", "caption"} records')
-    predictions: Dict[int, str] = {}
+        raise DataError(path, f'expected a JSON list of {{"{id_key}", "{text_key}"}} records')
+    results: Dict[int, str] = {}
     first: Dict[int, int] = {}
     for index, result in enumerate(data):
         record = f'results[{index}]'
         if not isinstance(result, dict):
             raise DataError(path, f'expected an object, got {result!r}'[:120], record=record)
-        if 'image_id' in result:
-            record += f" (image_id={result['image_id']!r})"
-        require(result, ('image_id', 'caption'), path, record)
-        image_id, caption = result['image_id'], result['caption']
-        if not is_id(image_id):
-            raise DataError(path, f'image id is not an integer: {image_id!r}', record=record, field='image_id')
-        if image_id in first:
-            raise DataError(path, f'duplicate image id, first at results[{first[image_id]}]', record=record,
-                            field='image_id')
-        if references is not None and image_id not in references:
-            raise DataError(path, 'not the id of an image with reference captions in the ground truth',
-                            record=record, field='image_id')
-        if not isinstance(caption, str):
-            raise DataError(path, f'caption is not a string: {caption!r}', record=record, field='caption')
-        first[image_id] = index
-        predictions[image_id] = caption
-    return predictions
+        if id_key in result:
+            record += f" ({id_key}={result[id_key]!r})"
+        require(result, (id_key, text_key), path, record)
+        key, text = result[id_key], result[text_key]
+        if not is_id(key):
+            raise DataError(path, f'{id_name} is not an integer: {key!r}', record=record, field=id_key)
+        if key in first:
+            raise DataError(path, f'duplicate {id_name}, first at results[{first[key]}]', record=record,
+                            field=id_key)
+        if known_ids is not None and key not in known_ids:
+            raise DataError(path, unknown_reason, record=record, field=id_key)
+        if not isinstance(text, str):
+            raise DataError(path, f'{text_key} is not a string: {text!r}', record=record, field=text_key)
+        first[key] = index
+        results[key] = text
+    return results
+
+
+def read_caption_results(path: Union[str, Path],
+                         references: Optional[Mapping[int, Any]] = None) -> Dict[int, str]:
+    """A COCO caption results JSON `[{"image_id": int, "caption": str}, ...]` as image id -> caption. A record
+    that is not an object, lacks a field, repeats an image id, has a non-string caption or (given `references`)
+    an image id without references raises `DataError` naming the file and the record."""
+    return read_id_text_results(path, 'image_id', 'caption', references,
+                                'not the id of an image with reference captions in the ground truth')
 
 
 def write_json(metrics: Mapping[str, float], path: Union[str, Path]) -> None:

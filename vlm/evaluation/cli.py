@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from typing import Callable, Dict
+from typing import Callable, Dict, Sequence
 
 from vlm.data.errors import DataError
 from vlm.evaluation.coco_eval import BACKENDS, evaluate_coco
@@ -45,7 +45,7 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _metrics_command(prog: str, argv: list[str], parser: argparse.ArgumentParser,
+def _metrics_command(argv: list[str], parser: argparse.ArgumentParser,
                      score: Callable[[argparse.Namespace], tuple[Dict[str, float], str]]) -> int:
     """Parse, score, print `name  value` lines (and what was scored), write --json; 1 on bad input."""
     from vlm.evaluation.caption_metrics import write_json
@@ -56,7 +56,7 @@ def _metrics_command(prog: str, argv: list[str], parser: argparse.ArgumentParser
         if args.json:
             write_json(metrics, args.json)
     except (DataError, OSError) as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 1
     width = max(map(len, metrics))
     print(f"{scored}")
@@ -65,7 +65,14 @@ def _metrics_command(prog: str, argv: list[str], parser: argparse.ArgumentParser
     return 0
 
 
-def _common(parser: argparse.ArgumentParser, what: str) -> argparse.ArgumentParser:
+def _metrics_parser(prog: str, description: str, inputs: Sequence[tuple[str, str]], predictions_help: str,
+                    what: str) -> argparse.ArgumentParser:
+    """The parser of a metrics command: the required ground-truth `inputs` (flag, help), --predictions, then
+    --allow-missing (help naming `what` is scored: 'images', 'questions') and --json."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    for flag, help_text in inputs:
+        parser.add_argument(flag, required=True, help=help_text)
+    parser.add_argument('--predictions', required=True, help=predictions_help)
     parser.add_argument('--allow-missing', action='store_true',
                         help=f'score only the {what} that have a prediction (default: every {what[:-1]} of the '
                              'ground truth needs one)')
@@ -77,14 +84,12 @@ def captions_main(argv: list[str]) -> int:
     """Run `vlm evaluate-captions` on `argv`; 1 on bad input."""
     from vlm.evaluation.caption_metrics import evaluate_captions, read_caption_references, read_caption_results
 
-    parser = argparse.ArgumentParser(
-        prog='vlm evaluate-captions',
-        description='BLEU1-4, CIDEr and ROUGE_L of caption results (pycocoevalcap scorers, PTB tokenisation in '
-                    'Python: no Java). METEOR and SPICE are not computed.')
-    parser.add_argument('--gt', required=True, help='COCO captions JSON (images, annotations with caption)')
-    parser.add_argument('--predictions', required=True,
-                        help='COCO caption results JSON: a list of {"image_id": int, "caption": str}')
-    _common(parser, 'images')
+    parser = _metrics_parser(
+        'vlm evaluate-captions',
+        'BLEU1-4, CIDEr and ROUGE_L of caption results (pycocoevalcap scorers, PTB tokenisation in Python: no '
+        'Java). METEOR and SPICE are not computed.',
+        [('--gt', 'COCO captions JSON (images, annotations with caption)')],
+        'COCO caption results JSON: a list of {"image_id": int, "caption": str}', 'images')
 
     def score(args: argparse.Namespace) -> tuple[Dict[str, float], str]:
         references = read_caption_references(args.gt)
@@ -92,22 +97,20 @@ def captions_main(argv: list[str]) -> int:
         metrics = evaluate_captions(references, predictions, args.allow_missing, source=args.predictions)
         return metrics, f"{len(predictions)} of {len(references)} images with captions scored"
 
-    return _metrics_command('vlm evaluate-captions', argv, parser, score)
+    return _metrics_command(argv, parser, score)
 
 
 def vqa_main(argv: list[str]) -> int:
     """Run `vlm evaluate-vqa` on `argv`; 1 on bad input."""
     from vlm.evaluation.vqa_accuracy import read_vqa_annotations, read_vqa_results, vqa_accuracy
 
-    parser = argparse.ArgumentParser(
-        prog='vlm evaluate-vqa',
-        description='VQAv2 accuracy of VQA results, overall and per answer type, as the official evaluation '
-                    'computes it (fractions in [0, 1]).')
-    parser.add_argument('--questions', required=True, help='VQAv2 questions JSON (v2_OpenEnded_*_questions.json)')
-    parser.add_argument('--annotations', required=True, help='VQAv2 annotations JSON (v2_*_annotations.json)')
-    parser.add_argument('--predictions', required=True,
-                        help='VQAv2 results JSON: a list of {"question_id": int, "answer": str}')
-    _common(parser, 'questions')
+    parser = _metrics_parser(
+        'vlm evaluate-vqa',
+        'VQAv2 accuracy of VQA results, overall and per answer type, as the official evaluation computes it '
+        '(fractions in [0, 1]).',
+        [('--questions', 'VQAv2 questions JSON (v2_OpenEnded_*_questions.json)'),
+         ('--annotations', 'VQAv2 annotations JSON (v2_*_annotations.json)')],
+        'VQAv2 results JSON: a list of {"question_id": int, "answer": str}', 'questions')
 
     def score(args: argparse.Namespace) -> tuple[Dict[str, float], str]:
         answers, answer_types = read_vqa_annotations(args.questions, args.annotations)
@@ -115,4 +118,4 @@ def vqa_main(argv: list[str]) -> int:
         metrics = vqa_accuracy(answers, predictions, answer_types, args.allow_missing, source=args.predictions)
         return metrics, f"{len(predictions)} of {len(answers)} questions scored"
 
-    return _metrics_command('vlm evaluate-vqa', argv, parser, score)
+    return _metrics_command(argv, parser, score)

@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from vlm.data.coco_json import require
 from vlm.data.errors import DataError
-from vlm.evaluation.caption_metrics import as_id, is_id, read_records, select_scored
+from vlm.evaluation.caption_metrics import as_id, is_id, read_id_text_results, read_records, select_scored
 
 ANSWER_TYPES = ('yes/no', 'number', 'other')
 
@@ -230,29 +230,4 @@ def read_vqa_results(path: Union[str, Path], answers: Optional[Mapping[int, Any]
     """A VQAv2 results JSON `[{"question_id": int, "answer": str}, ...]` as question id -> answer. A record that is
     not an object, lacks a field, repeats a question id, has a non-string answer or (given `answers`) an unknown
     question id raises `DataError` naming the file and the record."""
-    path, data = read_records(path, 'results')
-    if not isinstance(data, list):
-        raise DataError(path, 'expected a JSON list of {"question_id", "answer"} records')
-    predictions: Dict[int, str] = {}
-    first: Dict[int, int] = {}
-    for index, result in enumerate(data):
-        record = f'results[{index}]'
-        if not isinstance(result, dict):
-            raise DataError(path, f'expected an object, got {result!r}'[:120], record=record)
-        if 'question_id' in result:
-            record += f" (question_id={result['question_id']!r})"
-        require(result, ('question_id', 'answer'), path, record)
-        question_id, answer = result['question_id'], result['answer']
-        if not is_id(question_id):
-            raise DataError(path, f'question id is not an integer: {question_id!r}', record=record,
-                            field='question_id')
-        if question_id in first:
-            raise DataError(path, f'duplicate question id, first at results[{first[question_id]}]', record=record,
-                            field='question_id')
-        if answers is not None and question_id not in answers:
-            raise DataError(path, 'not the id of a question of the annotations', record=record, field='question_id')
-        if not isinstance(answer, str):
-            raise DataError(path, f'answer is not a string: {answer!r}', record=record, field='answer')
-        first[question_id] = index
-        predictions[question_id] = answer
-    return predictions
+    return read_id_text_results(path, 'question_id', 'answer', answers, 'not the id of a question of the annotations')
