@@ -100,3 +100,28 @@ def test_timm_pieces_work_on_the_encoder():
     optimizer = timm.optim.create_optimizer_v2(model, 'adamw', lr=1e-3, layer_decay=0.75)
     scales = sorted({group.get('lr_scale', 1.0) for group in optimizer.param_groups})
     assert len(scales) == len(model.blocks) + 2  # stem, each block, final norm/head
+
+
+def test_conv_stem_keeps_the_grid_and_the_rest_of_the_encoder():
+    torch.manual_seed(0)
+    conv = timm.create_model('vlm_vit_tiny_patch16_rope_rms', stem='conv', depth=2, num_classes=0)
+    patch = timm.create_model('vlm_vit_tiny_patch16_rope_rms', depth=2, num_classes=0)
+    for size in ((224, 224), (96, 160)):
+        images = torch.randn(2, 3, *size)
+        assert dense_features(conv, images).last.shape == dense_features(patch, images).last.shape
+    # the stem: 4 stride-2 3x3 convs (patch 16 = 2^4) + a 1x1 projection, everything else identical
+    stem_convs = [m for m in conv.patch_embed.proj.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.stride for c in stem_convs] == [(2, 2)] * 4 + [(1, 1)]
+    conv_keys = {k for k in conv.state_dict() if not k.startswith('patch_embed.')}
+    assert conv_keys == {k for k in patch.state_dict() if not k.startswith('patch_embed.')}
+    conv(torch.randn(2, 3, 64, 64)).sum().backward()
+    assert all(p.grad is not None for p in conv.patch_embed.parameters())
+    # layer decay puts the stem in the first group, with the embedding
+    groups = timm.optim.create_optimizer_v2(conv, 'adamw', lr=1e-3, layer_decay=0.5).param_groups
+    stem_ids = {id(p) for p in conv.patch_embed.parameters()}
+    stem_scales = {g['lr_scale'] for g in groups if any(id(p) in stem_ids for p in g['params'])}
+    assert stem_scales == {0.5 ** 3}  # depth 2: stem at layer 0 of 3
+    with pytest.raises(ValueError, match='power-of-2'):
+        timm.create_model('vlm_vit_tiny_patch16_rope_rms', stem='conv', patch_size=12)
+    with pytest.raises(ValueError, match="stem must be"):
+        timm.create_model('vlm_vit_tiny_patch16_rope_rms', stem='hybrid')

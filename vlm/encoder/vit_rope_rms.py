@@ -14,6 +14,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from timm.models.eva import Eva
 from torch import nn
 
+from vlm.layers.conv_stem import ConvStem
 from vlm.layers.rms_norm import FastRmsNorm
 from vlm.layers.rope_2d import RotaryEmbedding2d
 from vlm.layers.rope_attention import RopeAttention
@@ -47,7 +48,8 @@ class VisionTransformerRopeRms(Eva):
     What differs from a plain `Eva`: the norm layer is given by name (default 'rmsnorm'); there is no
     absolute position embedding unless asked for; the RoPE tables come from `RotaryEmbedding2d`
     (``rope_type`` 'mixed' or 'axial') and are applied by `RopeAttention`; `dynamic_img_size` is on, so
-    any image size runs (the grid is H // patch by W // patch).
+    any image size runs (the grid is H // patch by W // patch); ``stem='conv'`` replaces the patchify
+    convolution with a convolutional stem of the same stride (`ConvStem`, Xiao et al. 2021).
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class VisionTransformerRopeRms(Eva):
             norm_eps: float = 1e-6,
             rope_type: str = 'mixed',
             rope_temperature: Optional[float] = None,
+            stem: str = 'patch',
             use_abs_pos_emb: bool = False,
             dynamic_img_size: bool = True,
             global_pool: str = 'avg',
@@ -89,6 +92,13 @@ class VisionTransformerRopeRms(Eva):
             use_fc_norm=use_fc_norm,
             **kwargs,
         )
+        if stem not in ('patch', 'conv'):
+            raise ValueError(f"stem must be 'patch' or 'conv', got {stem!r}")
+        if stem == 'conv':
+            patch = self.patch_embed.patch_size
+            if patch[0] != patch[1]:
+                raise ValueError(f'a conv stem needs a square patch, got {patch}')
+            self.patch_embed.proj = ConvStem(kwargs.get('in_chans', 3), embed_dim, patch[0])
         head_dim = embed_dim // num_heads
         self.rope = RotaryEmbedding2d(
             head_dim=head_dim,
