@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from torch.utils.data import ConcatDataset
 
@@ -304,6 +304,14 @@ class VisionLanguageDataModule(VlmDataModule):
             parts.append(VqaV2(self.path(images), self.path(questions), self.path(answers), self.vqa_image_filename[split],
                                self.transform, self.skip_bad_samples))
         return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+    def training_texts(self) -> Iterator[str]:
+        """The training split's captions and questions with their answers, in prompt form, read from the
+        annotation files alone (no image is opened): what a tokenizer is trained on, at any stage."""
+        from vlm.language.corpus import dataset_texts  # the language package imports this module
+
+        self.ensure_data()
+        return dataset_texts(self.datasets.get('train') or self._dataset('train'))
 
     def setup(self, stage: str) -> None:
         self.ensure_data()

@@ -13,7 +13,6 @@ import torch.distributed as dist
 
 from vlm.encoder.weights import CheckpointShapeError, load_encoder_weights, shape_mismatches
 from vlm.language.build import build_vision_language_model
-from vlm.language.corpus import dataset_texts
 from vlm.language.prompts import caption_prompt, target_text, vqa_prompt
 from vlm.language.tokenizer import load_tokenizer, train_bpe_tokenizer
 
@@ -88,14 +87,15 @@ class VisionLanguageTask(VlmTask):
     # -- building ------------------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         """Build the model once the tokenizer is known: the given directory, the decoder's directory, or a BPE
-        trained on the training texts. Without any (validate / test / predict from a checkpoint) the model is
-        built from the tokenizer inside the checkpoint, when Lightning restores it."""
+        trained on the training texts (at any stage, so a sharded FSDP2 checkpoint can be restored into it).
+        Without any, the model is built from the tokenizer inside the checkpoint when Lightning restores it."""
         if self.model is not None:
             return
         if self.hparams.tokenizer or self.hparams.decoder_path:
             self.build(load_tokenizer(self.hparams.tokenizer or self.hparams.decoder_path))
-        elif 'train' in getattr(self.trainer.datamodule, 'datasets', {}):
-            self.build(train_bpe_tokenizer(dataset_texts(self.trainer.datamodule.datasets['train']),
+        elif hasattr(self.trainer.datamodule, 'training_texts'):
+            # deterministic: the same training texts give the tokenizer stored in this run's checkpoints
+            self.build(train_bpe_tokenizer(self.trainer.datamodule.training_texts(),
                                            self.hparams.tokenizer_vocab_size))
 
     def build(self, tokenizer) -> None:
