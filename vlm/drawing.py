@@ -1,5 +1,5 @@
-"""Prediction images: boxes, captions and masks drawn with torchvision's `draw_bounding_boxes` and
-`draw_segmentation_masks`, one fixed colour per class."""
+"""Prediction images: boxes, captions, instance masks and semantic label maps drawn with torchvision's
+`draw_bounding_boxes` and `draw_segmentation_masks`, one fixed colour per class."""
 from __future__ import annotations
 
 import colorsys
@@ -39,3 +39,24 @@ def draw_detections(
         width = max(1, min(image.shape[-2:]) // 200)
         image = draw_bounding_boxes(image, boxes.float(), labels=captions, colors=colors, width=width)
     return image
+
+
+def label_palette(num_classes: int, blank: Sequence[int] = ()) -> List[Color]:
+    """One colour per class label (`class_color`), black for the labels in `blank` (e.g. the background)."""
+    return [(0, 0, 0) if label in blank else class_color(label) for label in range(num_classes)]
+
+
+def draw_label_map(
+        image: torch.Tensor,
+        labels: torch.Tensor,
+        num_classes: int,
+        blank: Sequence[int] = (),
+        alpha: float = 0.5,
+) -> torch.Tensor:
+    """image (3, H, W) uint8, labels (H, W) class labels -> (3, H, W) uint8 with each class present blended in
+    its colour (`draw_segmentation_masks`); the labels in `blank` are left as they are."""
+    present = [int(label) for label in labels.unique() if 0 <= int(label) < num_classes and int(label) not in blank]
+    if not present:
+        return image
+    masks = torch.stack([labels == label for label in present])  # (N, H, W) bool
+    return draw_segmentation_masks(image, masks, alpha=alpha, colors=[class_color(label) for label in present])

@@ -31,13 +31,17 @@ def collate_detection(batch: Sequence[Any]) -> Dict[str, Any]:
 
 
 def collate_segmentation(batch: Sequence[Any]) -> Dict[str, Any]:
-    """[(image (3, H, W), labels (H, W))] -> {'images': (B, 3, H, W) or list if sizes differ, 'masks': same}."""
+    """[(image (3, H, W), labels (H, W)[, name])] -> {'images': (B, 3, H, W) or list if sizes differ, 'masks':
+    same, 'skipped': Counter, and 'names': [str] when the items carry their names}."""
     items, skipped = _split(batch)
-    images = [image for image, _ in items]
-    masks = [mask.long() for _, mask in items]
+    images = [item[0] for item in items]
+    masks = [item[1].long() for item in items]
+    out: Dict[str, Any] = {'images': images, 'masks': masks, 'skipped': skipped}
+    if items and len(items[0]) > 2:
+        out['names'] = [item[2] for item in items]
     if images and all(image.shape == images[0].shape for image in images):
-        return {'images': torch.stack(images), 'masks': torch.stack(masks), 'skipped': skipped}
-    return {'images': images, 'masks': masks, 'skipped': skipped}
+        out.update(images=torch.stack(images), masks=torch.stack(masks))
+    return out
 
 
 def collate_records(batch: Sequence[Any]) -> Dict[str, Any]:

@@ -195,7 +195,8 @@ class SegmentationDataModule(VlmDataModule):
             **kwargs: Any,
     ) -> None:
         super().__init__(root, **kwargs)
-        self.save_hyperparameters()
+        # the classes are the model's hparams (linked from here, resolved); two versions would clash in the logs
+        self.save_hyperparameters(ignore=['num_classes', 'class_names'])
         if source not in ('folders', 'coco'):
             raise ValueError(f"source must be 'folders' or 'coco', got {source!r}")
         if source == 'folders' and num_classes is None and class_names is None:
@@ -232,11 +233,13 @@ class SegmentationDataModule(VlmDataModule):
 
     def _dataset(self, split: str, transforms):
         images, labels = self.split_paths[split]
+        names = split == 'predict'  # prediction names its files after the images
         if self.source == 'coco':
             return CocoSemantic(self.path(images), self.path(labels), transforms, self.ignore_index,
-                                self.skip_bad_samples)
+                                self.skip_bad_samples, return_names=names)
         return SegmentationFolder(self.path(images), self.path(labels), self.num_classes, transforms,
-                                  self.ignore_index, self.reduce_zero_label, self.class_names, self.skip_bad_samples)
+                                  self.ignore_index, self.reduce_zero_label, self.class_names, self.skip_bad_samples,
+                                  return_names=names)
 
     def setup(self, stage: str) -> None:
         self.ensure_data()

@@ -38,20 +38,25 @@ def load_label_map(path: Path, size: Tuple[int, int], num_classes: int, ignore_i
             labels = np.array(label_image, dtype=np.int64)
     except (OSError, SyntaxError) as error:
         raise DataError(path, f'corrupt label map ({error})', field='label_map') from error
+    low, high = (1, num_classes) if reduce_zero_label else (0, num_classes - 1)  # class values in the file
+    valid = (labels == ignore_index) | ((labels >= low) & (labels <= high))
     if reduce_zero_label:
-        labels = np.where(labels == 0, ignore_index, labels - 1)
-        labels[labels == ignore_index - 1] = ignore_index
-    bad = np.unique(labels[(labels != ignore_index) & ((labels < 0) | (labels >= num_classes))])
+        valid |= labels == 0
+    bad = np.unique(labels[~valid])
     if bad.size:
-        raise DataError(path, f'values {bad[:10].tolist()} are outside the classes 0..{num_classes - 1} '
-                              f'(ignore value {ignore_index})', field='label values')
+        allowed = (f'the classes 1..{num_classes} (reduce_zero_label: 0 is ignored, like {ignore_index})'
+                   if reduce_zero_label else f'the classes 0..{num_classes - 1} (ignore value {ignore_index})')
+        raise DataError(path, f'values {bad[:10].tolist()} are outside {allowed}', field='label values')
+    if reduce_zero_label:
+        labels = np.where((labels == 0) | (labels == ignore_index), ignore_index, labels - 1)
     return torch.from_numpy(labels)
 
 
 class SegmentationFolder(Dataset):
     """Images in `images_dir` paired by file stem with PNG label maps in `labels_dir`.
 
-    Item: (image (3, H, W) uint8 `tv_tensors.Image`, labels (H, W) int64 `tv_tensors.Mask`) after `transforms`.
+    Item: (image (3, H, W) uint8 `tv_tensors.Image`, labels (H, W) int64 `tv_tensors.Mask`) after `transforms`,
+    and the image's file stem third when `return_names` (prediction names its output files after it).
     An image without a label map is refused when the dataset is built; a label map of the wrong size or with
     values outside the classes is refused when read (or counted and skipped with `skip_bad_samples`).
     """
@@ -66,6 +71,7 @@ class SegmentationFolder(Dataset):
             reduce_zero_label: bool = False,
             class_names: Optional[Sequence[str]] = None,
             skip_bad_samples: bool = False,
+            return_names: bool = False,
     ) -> None:
         self.images_dir, self.labels_dir = Path(images_dir), Path(labels_dir)
         for folder in (self.images_dir, self.labels_dir):
@@ -83,6 +89,7 @@ class SegmentationFolder(Dataset):
         self.ignore_index = ignore_index
         self.reduce_zero_label = reduce_zero_label
         self.skip_bad_samples = skip_bad_samples
+        self.return_names = return_names
         self.skipped = SkipCounter()
 
     def __len__(self) -> int:
@@ -98,11 +105,13 @@ class SegmentationFolder(Dataset):
                 raise
             return SkippedSample.of(error)
         sample = tv_tensors.Image(TF.pil_to_tensor(image)), tv_tensors.Mask(labels)
-        return self.transforms(*sample) if self.transforms is not None else sample
+        sample = self.transforms(*sample) if self.transforms is not None else sample
+        return (*sample, self.images[i].stem) if self.return_names else sample
 
 
 class CocoSemantic(Dataset):
-    """COCO instances rendered as per-pixel label maps: 0 background, 1..K categories, crowd regions ignored."""
+    """COCO instances rendered as per-pixel label maps: 0 background, 1..K categories, crowd regions ignored.
+    Item: (image, labels) as `SegmentationFolder`'s, and the image's file stem third when `return_names`."""
 
     def __init__(
             self,
@@ -111,6 +120,7 @@ class CocoSemantic(Dataset):
             transforms: Optional[Callable] = None,
             ignore_index: int = 255,
             skip_bad_samples: bool = False,
+            return_names: bool = False,
     ) -> None:
         self.instances = CocoInstances(images_dir, annotation_file, with_masks=True, include_crowd=True,
                                        skip_bad_samples=skip_bad_samples)
@@ -118,6 +128,7 @@ class CocoSemantic(Dataset):
         self.class_names = ['background'] + self.instances.categories.names
         self.transforms = transforms
         self.ignore_index = ignore_index
+        self.return_names = return_names
         self.skipped = self.instances.skipped
 
     def __len__(self) -> int:
@@ -131,4 +142,8 @@ class CocoSemantic(Dataset):
                 raise
             return SkippedSample.of(error)
         sample = image, tv_tensors.Mask(semantic_map_from_instances(target, self.ignore_index))
-        return self.transforms(*sample) if self.transforms is not None else sample
+        sample = self.transforms(*sample) if self.transforms is not None else sample
+        if not self.return_names:
+            return sample
+        info = self.instances.index.images[self.instances.index.image_ids[i]]
+        return (*sample, Path(info['file_name']).stem)

@@ -82,9 +82,11 @@ def detection_eval(stats: Stats = (IMAGENET_MEAN, IMAGENET_STD), normalize: bool
 
 def segmentation_train(size: int, scale_range=(0.5, 2.0), stats: Stats = (IMAGENET_MEAN, IMAGENET_STD),
                        ignore_index: int = 255, color_jitter: float = 0.2) -> v2.Compose:
-    """Random rescale, crop to size x size (padding: image 0, labels `ignore_index`), flip, colour jitter."""
+    """Random rescale (short side in size * scale_range, bounds included: (1, 1) keeps the size), crop to
+    size x size (padding: image 0, labels `ignore_index`), flip, colour jitter."""
+    low = int(size * scale_range[0])
     return v2.Compose([
-        v2.RandomResize(int(size * scale_range[0]), int(size * scale_range[1]), antialias=True),
+        v2.RandomResize(low, max(int(size * scale_range[1]), low) + 1, antialias=True),  # max is exclusive
         v2.RandomCrop(size, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: ignore_index}),
         v2.RandomHorizontalFlip(0.5),
         v2.ColorJitter(color_jitter, color_jitter, color_jitter),
