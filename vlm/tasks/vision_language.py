@@ -279,7 +279,9 @@ class VisionLanguageTask(VlmTask):
             scores.update({key: metrics[key] for key in ('BLEU4', 'CIDEr', 'ROUGE_L')})
         if store['answers']:
             scores.update(vqa_accuracy(store['gt'], store['answers'], store['types']))
-        self.log_dict({f'{split}/{key}': float(value) for key, value in scores.items()}, rank_zero_only=True)
+        # every rank holds the gathered predictions, so every rank logs the same scores (checkpoint callbacks
+        # on all ranks see the monitored metric and agree)
+        self.log_dict({f'{split}/{key}': float(value) for key, value in scores.items()})
         if self.trainer.is_global_zero:
             print(f'{split}: ' + '  '.join(f'{key} {value:.4f}' for key, value in scores.items()))
             if store['captions']:
