@@ -7,12 +7,12 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from PIL import Image
 from pycocotools import mask as mask_utils
 
 from vlm.data.coco_json import read_json
 from vlm.data.transforms import normalization_for
+from vlm.distributed import gather_objects
 from vlm.drawing import draw_detections, to_uint8
 from vlm.evaluation import BACKENDS, detections_to_coco_results, evaluate_coco
 
@@ -183,12 +183,8 @@ class ObjectDetector(VlmTask):
 
     def _gathered_results(self) -> Dict[int, List[dict]]:
         """This epoch's results from every rank, each image once (a distributed sampler repeats some)."""
-        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-            return self._results
-        shards: List[Optional[Dict[int, List[dict]]]] = [None] * dist.get_world_size()
-        dist.all_gather_object(shards, self._results)
         merged: Dict[int, List[dict]] = {}
-        for shard in shards:
+        for shard in gather_objects(self._results):
             for image_id, records in shard.items():
                 merged.setdefault(image_id, records)
         return merged

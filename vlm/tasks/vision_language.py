@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
-import torch.distributed as dist
 
+from vlm.distributed import gather_objects
 from vlm.encoder.weights import CheckpointShapeError, load_encoder_weights, shape_mismatches
 from vlm.language.build import build_vision_language_model
 from vlm.language.prompts import caption_prompt, target_text, vqa_prompt
@@ -309,12 +309,8 @@ class VisionLanguageTask(VlmTask):
 
 def _gather(store: Dict[str, Dict[Any, Any]]) -> Dict[str, Dict[Any, Any]]:
     """Merge every rank's predictions (keyed by image / question id, so nothing counts twice)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return store
-    stores: List[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(stores, store)
     merged: Dict[str, Dict[Any, Any]] = {}
-    for one in stores:
+    for one in gather_objects(store):
         for key, values in (one or {}).items():
             merged.setdefault(key, {}).update(values)
     return merged
