@@ -63,6 +63,20 @@ class TrainStep:
         return counter.get_total_flops()
 
 
+def measure(steps: Dict[str, TrainStep], rounds: int, steps_per_round: int) -> Dict[str, List[float]]:
+    """Seconds per training step of each model, one value per round; models alternate within each round."""
+    for step in steps.values():  # warm-up: allocator, kernels, first optimizer state
+        step()
+    times: Dict[str, List[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            for _ in range(steps_per_round):
+                step()
+            times[name].append((time.perf_counter() - start) / steps_per_round)
+    return times
+
+
 def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
     """FLOP/s of a large fp32 matmul on this machine, measured now."""
     a, b = torch.randn(size, size), torch.randn(size, size)
@@ -88,15 +102,7 @@ def main() -> None:
     if args.only:
         factories = {k: v for k, v in factories.items() if k == REFERENCE or any(s in k for s in args.only)}
     steps = {name: TrainStep(make(), args.batch_size, args.img_size) for name, make in factories.items()}
-    for step in steps.values():  # warm-up: allocator, kernels, first optimizer state
-        step()
-    times: Dict[str, List[float]] = {name: [] for name in steps}
-    for _ in range(args.rounds):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                step()
-            times[name].append((time.perf_counter() - start) / args.steps)
+    times = measure(steps, args.rounds, args.steps)
 
     peak = matmul_peak()
     print(f"torch {torch.__version__}, timm {timm.__version__}, {torch.get_num_threads()} threads, "

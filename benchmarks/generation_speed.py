@@ -31,6 +31,42 @@ def _timed(generate: Callable[[int], torch.Tensor], tokens: int) -> float:
     return time.perf_counter() - start
 
 
+def build_models(hidden: int, decoder_layers: int, image_size: int, encoder: str = 'vlm_vit_small_patch16_rope_rms'):
+    """A VLM (encoder + pixel shuffle 2 + Llama decoder) and a bare `LlamaForCausalLM` with the same decoder
+    weights, and the VLM's processor."""
+    tokenizer = train_bpe_tokenizer([' '.join(WORDS)] * 10, vocab_size=300)
+    decoder = dict(hidden_size=hidden, intermediate_size=hidden * 3, num_hidden_layers=decoder_layers,
+                   num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=1024)
+    vlm_model, processor = build_vision_language_model(
+        tokenizer, encoder=encoder, decoder=decoder, pixel_shuffle=2, image_size=image_size)
+    vlm_model.eval()
+    bare = LlamaForCausalLM(vlm_model.config.text_config).eval()
+    bare.load_state_dict(vlm_model.language_model.state_dict())
+    return vlm_model, bare, processor
+
+
+def decode_rates(vlm_model, bare, processor, batch: int, new_tokens: int, rounds: int) -> Dict[str, float]:
+    """Median decode tokens/s of the bare decoder and the VLM at `batch`, over alternating rounds, and the prefix
+    length (both get the same)."""
+    inputs = processor([caption_prompt()] * batch, [torch.zeros(3, 64, 64, dtype=torch.uint8)] * batch)
+    prefix = inputs['input_ids'].shape[1]
+    bare_ids = torch.randint(4, len(processor.tokenizer), (batch, prefix))
+    runs: Dict[str, Callable[[int], torch.Tensor]] = {
+        'bare': lambda n: bare.generate(input_ids=bare_ids, attention_mask=torch.ones_like(bare_ids),
+                                        max_new_tokens=n, min_new_tokens=n, do_sample=False),
+        'vlm': lambda n: vlm_model.generate(**inputs, max_new_tokens=n, min_new_tokens=n, do_sample=False),
+    }
+    decode: Dict[str, List[float]] = {name: [] for name in runs}
+    with torch.inference_mode():
+        for run in runs.values():  # warm-up
+            run(2)
+        for _ in range(rounds):
+            for name, run in runs.items():
+                seconds = _timed(run, new_tokens) - _timed(run, 1)
+                decode[name].append(batch * (new_tokens - 1) / seconds)
+    return {'bare': statistics.median(decode['bare']), 'vlm': statistics.median(decode['vlm']), 'prefix': prefix}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--new-tokens', type=int, default=64)
@@ -40,38 +76,15 @@ def main() -> None:
     parser.add_argument('--image-size', type=int, default=224)
     args = parser.parse_args()
     torch.manual_seed(0)
-    tokenizer = train_bpe_tokenizer([' '.join(WORDS)] * 10, vocab_size=300)
-    decoder = dict(hidden_size=args.hidden, intermediate_size=args.hidden * 3, num_hidden_layers=args.decoder_layers,
-                   num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=1024)
-    vlm_model, processor = build_vision_language_model(
-        tokenizer, encoder='vlm_vit_small_patch16_rope_rms', decoder=decoder, pixel_shuffle=2,
-        image_size=args.image_size)
-    vlm_model.eval()
-    bare = LlamaForCausalLM(vlm_model.config.text_config).eval()
-    bare.load_state_dict(vlm_model.language_model.state_dict())
+    vlm_model, bare, processor = build_models(args.hidden, args.decoder_layers, args.image_size)
     print(f'decoder: {args.decoder_layers} layers, hidden {args.hidden}; encoder ViT-S/16 at {args.image_size} px '
           f'({processor.settings.tokens_per_image} image tokens); {args.new_tokens} new tokens, greedy, KV cache; '
           f'{torch.get_num_threads()} threads')
     print(f"{'batch':>5} {'prefix':>6} {'bare tok/s':>11} {'vlm tok/s':>10} {'ratio':>6}")
     for batch in (1, 8):
-        inputs = processor([caption_prompt()] * batch, [torch.zeros(3, 64, 64, dtype=torch.uint8)] * batch)
-        prefix = inputs['input_ids'].shape[1]
-        bare_ids = torch.randint(4, len(tokenizer), (batch, prefix))
-        runs: Dict[str, Callable[[int], torch.Tensor]] = {
-            'bare': lambda n: bare.generate(input_ids=bare_ids, attention_mask=torch.ones_like(bare_ids),
-                                            max_new_tokens=n, min_new_tokens=n, do_sample=False),
-            'vlm': lambda n: vlm_model.generate(**inputs, max_new_tokens=n, min_new_tokens=n, do_sample=False),
-        }
-        decode: Dict[str, List[float]] = {name: [] for name in runs}
-        with torch.inference_mode():
-            for run in runs.values():  # warm-up
-                run(2)
-            for _ in range(args.rounds):
-                for name, run in runs.items():
-                    seconds = _timed(run, args.new_tokens) - _timed(run, 1)
-                    decode[name].append(batch * (args.new_tokens - 1) / seconds)
-        bare_tps, vlm_tps = statistics.median(decode['bare']), statistics.median(decode['vlm'])
-        print(f'{batch:>5} {prefix:>6} {bare_tps:>11.1f} {vlm_tps:>10.1f} {vlm_tps / bare_tps:>6.3f}')
+        rates = decode_rates(vlm_model, bare, processor, batch, args.new_tokens, args.rounds)
+        print(f"{batch:>5} {rates['prefix']:>6} {rates['bare']:>11.1f} {rates['vlm']:>10.1f} "
+              f"{rates['vlm'] / rates['bare']:>6.3f}")
 
 
 if __name__ == '__main__':

@@ -1,8 +1,9 @@
 """What every vlm task shares: timm's optimizer factory with layer-wise lr decay, a per-step warmup + cosine
-schedule (timm's, which honours each group's lr_scale), default callbacks, and a checkpoint shape check."""
+schedule (timm's, which honours each group's lr_scale), default callbacks, a checkpoint shape check, and
+`torch.compile` of the encoder."""
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Union
 
 import lightning as L
 import torch
@@ -15,6 +16,18 @@ from vlm.data.skip_report import BadSampleReport
 from vlm.encoder.weights import CheckpointShapeError, shape_mismatches
 
 
+def compile_blocks(encoder: torch.nn.Module, **options: Any) -> None:
+    """`torch.compile` every transformer block of `encoder` in place (regional compilation; `options` go to
+    `torch.compile`). The identical blocks share one compiled graph, so compiling costs about one block, and
+    the blocks run compiled whatever entry point the task calls: `forward` (classification) or timm's
+    `forward_intermediates` (`dense_features`: detection, segmentation, the VLM), which whole-module
+    `encoder.compile()` would leave eager. The state dict is unchanged. Blocks already compiled are left as
+    they are."""
+    for block in encoder.blocks:
+        if getattr(block, '_compiled_call_impl', None) is None:
+            block.compile(**options)
+
+
 class VlmTask(L.LightningModule):
     """Base LightningModule. Subclasses set `monitor` (their main metric, higher is better), build
     `self.model`, and may override `optimizer_model()` or `param_groups()`.
@@ -22,6 +35,9 @@ class VlmTask(L.LightningModule):
     optimizer: any timm optimizer name ('adamw', 'lamb', 'sgd', ...). layer_decay: timm's layer-wise lr decay
     (lr of block i scaled by layer_decay ** (depth - i)); None for a flat lr. warmup_epochs: linear warmup,
     then cosine down to min_lr, stepped every optimizer step.
+    compile_encoder: `torch.compile` the encoder's blocks (`compile_blocks`) in place at `setup`: True for the
+    defaults, or a dict of `torch.compile` keywords (e.g. {backend: inductor, mode: max-autotune}). The state
+    dict keys are unchanged, so checkpoints load into compiled and eager models alike.
     """
 
     monitor: str = 'val/loss'
@@ -35,10 +51,35 @@ class VlmTask(L.LightningModule):
             layer_decay: float | None = None,
             warmup_epochs: float = 1.0,
             min_lr: float = 1e-6,
+            compile_encoder: Union[bool, Dict[str, Any]] = False,
     ) -> None:
         super().__init__()
         self.optimizer_name, self.lr, self.weight_decay = optimizer, lr, weight_decay
         self.layer_decay, self.warmup_epochs, self.min_lr = layer_decay, warmup_epochs, min_lr
+        self.compile_encoder = compile_encoder
+
+    # -- the encoder -------------------------------------------------------------------------------------------
+
+    def encoder_module(self) -> Optional[torch.nn.Module]:
+        """The task's image encoder: the first submodule that is a ViT (has `patch_embed` and `blocks`), e.g.
+        `model` (classification: encoder and its head), `model.backbone.encoder` (detection),
+        `backbone.encoder` (segmentation), `model.encoder` (vision-language). None before the model is built."""
+        for _, module in self.named_modules():
+            if hasattr(module, 'patch_embed') and hasattr(module, 'blocks'):
+                return module
+        return None
+
+    def setup(self, stage: str) -> None:
+        """Compile the encoder when asked (a task that builds its model later calls `maybe_compile_encoder`)."""
+        self.maybe_compile_encoder()
+
+    def maybe_compile_encoder(self) -> bool:
+        """Apply `compile_encoder` to the encoder's blocks (`compile_blocks`), once; returns whether it did."""
+        encoder = self.encoder_module()
+        if not self.compile_encoder or encoder is None:
+            return False
+        compile_blocks(encoder, **(self.compile_encoder if isinstance(self.compile_encoder, dict) else {}))
+        return True
 
     def optimizer_model(self) -> torch.nn.Module:
         """The module whose parameters are optimised (timm's layer decay reads its `group_matcher`)."""
@@ -73,11 +114,14 @@ class VlmTask(L.LightningModule):
         scheduler.step_update(num_updates=self.global_step)
 
     def configure_callbacks(self) -> List[L.Callback]:
-        """Checkpoints: `last.ckpt` and the best by the task's main metric; bad-sample counts per epoch."""
+        """Checkpoints: the best by the task's main metric, and `last.ckpt`, the latest state, rewritten at every
+        save (a second ModelCheckpoint: since Lightning 2.6 `save_last` writes only when a best one is saved, so
+        `last.ckpt` would lag behind an epoch that did not improve); bad-sample counts per epoch."""
         return [
             ModelCheckpoint(
-                monitor=self.monitor, mode=self.monitor_mode, save_last=True, save_top_k=1,
+                monitor=self.monitor, mode=self.monitor_mode, save_top_k=1,
                 filename='best-epoch{epoch:03d}', auto_insert_metric_name=False),
+            ModelCheckpoint(filename=ModelCheckpoint.CHECKPOINT_NAME_LAST, save_top_k=1, enable_version_counter=False),
             BadSampleReport(),
         ]
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 import timm
 import torch
@@ -27,6 +27,7 @@ class ImageClassifier(VlmTask):
     ones) and the other set's as `val/ema_acc1` / `val/live_acc1`.
     pretrained_weights: a local .safetensors / .pth / vlm checkpoint for the encoder; its classifier is skipped
     when `pretrained_skip_head` (fine-tuning to new classes).
+    compile_encoder: `torch.compile` the encoder's blocks (True, or `torch.compile` keywords; see VlmTask).
     """
 
     monitor = 'val/acc1'
@@ -51,8 +52,9 @@ class ImageClassifier(VlmTask):
             layer_decay: Optional[float] = None,
             warmup_epochs: float = 1.0,
             min_lr: float = 1e-6,
+            compile_encoder: Union[bool, Dict[str, Any]] = False,
     ) -> None:
-        super().__init__(optimizer, lr, weight_decay, layer_decay, warmup_epochs, min_lr)
+        super().__init__(optimizer, lr, weight_decay, layer_decay, warmup_epochs, min_lr, compile_encoder)
         self.save_hyperparameters()
         self.num_classes = num_classes
         self.model = timm.create_model(encoder, num_classes=num_classes, **(encoder_kwargs or {}))

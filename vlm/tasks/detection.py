@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import numpy as np
 import torch
@@ -45,6 +45,7 @@ class ObjectDetector(VlmTask):
     full lr. Validation / test: COCO mAP (`val/AP`, `val/AP50`, ..., and `val/segm_AP`, ... for Mask R-CNN)
     against the split's annotation file, the results JSON saved in the log dir. Prediction: `coco_results.json`
     and one PNG per image with the detections drawn; items keep each image (uint8) until written.
+    compile_encoder: `torch.compile` the encoder's blocks (True, or `torch.compile` keywords; see VlmTask).
     """
 
     monitor = 'val/AP'
@@ -74,8 +75,9 @@ class ObjectDetector(VlmTask):
             layer_decay: Optional[float] = None,
             warmup_epochs: float = 1.0,
             min_lr: float = 1e-6,
+            compile_encoder: Union[bool, Dict[str, Any]] = False,
     ) -> None:
-        super().__init__(optimizer, lr, weight_decay, layer_decay, warmup_epochs, min_lr)
+        super().__init__(optimizer, lr, weight_decay, layer_decay, warmup_epochs, min_lr, compile_encoder)
         self.save_hyperparameters()
         if detector not in DEFAULT_LEVELS:
             raise ValueError(f"detector must be one of {tuple(DEFAULT_LEVELS)}, got {detector!r}")

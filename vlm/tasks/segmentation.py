@@ -40,7 +40,8 @@ class SemanticSegmenter(VlmTask):
     (block i: decay ** (depth - i)); the pyramid and head get the full lr. Validation / test log `val/mIoU`
     (mean over the classes present in the labels or the predictions), `val/pixel_acc` and `val/loss`, and print
     the per-class IoU. Prediction writes `<name>_mask.png` (palette PNG: pixel value = class label, classes
-    coloured; a class named 'background' black) and `<name>_overlay.png` per image.
+    coloured; a class named 'background' black) and `<name>_overlay.png` per image. compile_encoder:
+    `torch.compile` the encoder's blocks (see `VlmTask`).
     """
 
     monitor = 'val/mIoU'
@@ -69,8 +70,9 @@ class SemanticSegmenter(VlmTask):
             layer_decay: Optional[float] = None,
             warmup_epochs: float = 1.0,
             min_lr: float = 1e-6,
+            compile_encoder: Union[bool, Dict[str, Any]] = False,
     ) -> None:
-        super().__init__(optimizer, lr, weight_decay, layer_decay, warmup_epochs, min_lr)
+        super().__init__(optimizer, lr, weight_decay, layer_decay, warmup_epochs, min_lr, compile_encoder)
         self.save_hyperparameters()
         if inference not in INFERENCE_MODES:
             raise ValueError(f"inference must be one of {INFERENCE_MODES}, got {inference!r}")

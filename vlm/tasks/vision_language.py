@@ -6,7 +6,7 @@ import json
 import random
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 
@@ -37,7 +37,8 @@ class VisionLanguageTask(VlmTask):
         are frozen (requires_grad False, eval mode). lr_encoder / lr_decoder: their learning rates (default
         `lr`, which the projector uses).
     activation_checkpointing: recompute encoder and decoder blocks in the backward pass (less memory, ~30% slower).
-    compile_encoder: `torch.compile` the encoder in place (state dict keys unchanged).
+    compile_encoder: `torch.compile` the encoder's blocks in place (state dict keys unchanged): True, or a dict of
+        `torch.compile` keywords (see `VlmTask`, `compile_blocks`).
     Under `ModelParallelStrategy` (FSDP2) every encoder block, decoder layer and the whole model are sharded with
     `fully_shard` over the data-parallel mesh in `configure_model`.
     monitor: the checkpointed metric, 'val/CIDEr', 'val/vqa_acc' or 'val/loss'.
@@ -62,7 +63,7 @@ class VisionLanguageTask(VlmTask):
             lr_decoder: Optional[float] = None,
             truncation: bool = False,
             activation_checkpointing: bool = False,
-            compile_encoder: bool = False,
+            compile_encoder: Union[bool, Dict[str, Any]] = False,
             monitor: str = 'val/CIDEr',
             max_new_tokens: int = 32,
             num_beams: int = 1,
@@ -72,7 +73,7 @@ class VisionLanguageTask(VlmTask):
             warmup_epochs: float = 1.0,
             min_lr: float = 1e-6,
     ) -> None:
-        super().__init__(optimizer, lr, weight_decay, None, warmup_epochs, min_lr)
+        super().__init__(optimizer, lr, weight_decay, None, warmup_epochs, min_lr, compile_encoder)
         self.save_hyperparameters()
         unknown = set(trainable) - set(PARTS)
         if unknown:
@@ -111,8 +112,7 @@ class VisionLanguageTask(VlmTask):
         if hp.activation_checkpointing:
             self.model.encoder.set_grad_checkpointing(True)
             self.model.language_model.gradient_checkpointing_enable({'use_reentrant': False})
-        if hp.compile_encoder:
-            self.model.encoder.compile()
+        self.maybe_compile_encoder()
         parts = self.parts()
         for name, module in parts.items():
             module.requires_grad_(name in hp.trainable)
@@ -233,8 +233,20 @@ class VisionLanguageTask(VlmTask):
         inputs = self.processor(prompts, batch['image'], padding_side='left')
         inputs = {key: value.to(self.device) for key, value in inputs.items()}
         output = self.model.generate(**inputs, max_new_tokens=self.hparams.max_new_tokens,
-                                     num_beams=self.hparams.num_beams, do_sample=False)
+                                     num_beams=self.hparams.num_beams, do_sample=False,
+                                     synced_gpus=self._parameters_sharded())
         return self.processor.decode(output, inputs['input_ids'].shape[1])
+
+    def _parameters_sharded(self) -> bool:
+        """Whether the weights are sharded over the ranks (FSDP2, DeepSpeed ZeRO-3): every forward is then a
+        collective, so a rank whose sequences are done keeps stepping until all ranks are (`synced_gpus`)."""
+        trainer = self._trainer
+        if trainer is None or trainer.world_size < 2:
+            return False
+        from lightning.pytorch.strategies import DeepSpeedStrategy
+
+        strategy = trainer.strategy
+        return self.device_mesh is not None or (isinstance(strategy, DeepSpeedStrategy) and strategy.zero_stage_3)
 
     def _evaluation_step(self, batch: Dict[str, Any], split: str) -> None:
         if not batch['image']:
