@@ -123,5 +123,18 @@ def test_conv_stem_keeps_the_grid_and_the_rest_of_the_encoder():
     assert stem_scales == {0.5 ** 3}  # depth 2: stem at layer 0 of 3
     with pytest.raises(ValueError, match='power-of-2'):
         timm.create_model('vlm_vit_tiny_patch16_rope_rms', stem='conv', patch_size=12)
+    with pytest.raises(ValueError, match="set stem='conv'"):
+        timm.create_model('vlm_vit_tiny_patch16_rope_rms', stem_depth=2)
+
+
+def test_conv_stem_width_and_depth_shape_every_stage():
+    model = timm.create_model('vlm_vit_tiny_patch16_rope_rms', stem='conv', stem_width=32, stem_depth=2,
+                              patch_size=8, embed_dim=128, num_heads=2, depth=1, num_classes=0)
+    convs = [m for m in model.patch_embed.proj.modules() if isinstance(m, torch.nn.Conv2d)]
+    # 3 stages (patch 8) of one stride-2 and one stride-1 3x3 conv, widths 32 -> 64 -> 128, then the 1x1
+    assert [(c.out_channels, c.stride, c.kernel_size) for c in convs] == [
+        (32, (2, 2), (3, 3)), (32, (1, 1), (3, 3)), (64, (2, 2), (3, 3)), (64, (1, 1), (3, 3)),
+        (128, (2, 2), (3, 3)), (128, (1, 1), (3, 3)), (128, (1, 1), (1, 1))]
+    assert model.forward_features(torch.randn(2, 3, 40, 56)).shape == (2, 1 + 5 * 7, 128)  # class token + grid
     with pytest.raises(ValueError, match="stem must be"):
         timm.create_model('vlm_vit_tiny_patch16_rope_rms', stem='hybrid')

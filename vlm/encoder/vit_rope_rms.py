@@ -49,7 +49,8 @@ class VisionTransformerRopeRms(Eva):
     absolute position embedding unless asked for; the RoPE tables come from `RotaryEmbedding2d`
     (``rope_type`` 'mixed' or 'axial') and are applied by `RopeAttention`; `dynamic_img_size` is on, so
     any image size runs (the grid is H // patch by W // patch); ``stem='conv'`` replaces the patchify
-    convolution with a convolutional stem of the same stride (`ConvStem`, Xiao et al. 2021).
+    convolution with a convolutional stem of the same stride (`ConvStem`, Xiao et al. 2021) whose first stage
+    is ``stem_width`` wide with ``stem_depth`` 3x3 convs per stage.
     """
 
     def __init__(
@@ -66,6 +67,8 @@ class VisionTransformerRopeRms(Eva):
             rope_type: str = 'mixed',
             rope_temperature: Optional[float] = None,
             stem: str = 'patch',
+            stem_width: Optional[int] = None,
+            stem_depth: int = 1,
             use_abs_pos_emb: bool = False,
             dynamic_img_size: bool = True,
             global_pool: str = 'avg',
@@ -94,11 +97,14 @@ class VisionTransformerRopeRms(Eva):
         )
         if stem not in ('patch', 'conv'):
             raise ValueError(f"stem must be 'patch' or 'conv', got {stem!r}")
+        if stem == 'patch' and (stem_width is not None or stem_depth != 1):
+            raise ValueError("stem_width / stem_depth shape the conv stem: set stem='conv' to use them")
         if stem == 'conv':
             patch = self.patch_embed.patch_size
             if patch[0] != patch[1]:
                 raise ValueError(f'a conv stem needs a square patch, got {patch}')
-            self.patch_embed.proj = ConvStem(kwargs.get('in_chans', 3), embed_dim, patch[0])
+            self.patch_embed.proj = ConvStem(
+                kwargs.get('in_chans', 3), embed_dim, patch[0], width=stem_width, depth=stem_depth)
         head_dim = embed_dim // num_heads
         self.rope = RotaryEmbedding2d(
             head_dim=head_dim,
