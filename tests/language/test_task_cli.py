@@ -8,6 +8,7 @@ import yaml
 
 from vlm.cli import main as vlm_main
 from vlm.data.shapes import generate_shapes
+from vlm.encoder.weights import CheckpointShapeError
 from vlm.language.inference import VisionLanguagePredictor
 from vlm.tasks import VisionLanguageTask
 
@@ -129,3 +130,25 @@ def test_stage_one_trains_only_the_projector(tmp_path, shapes):
     before, after = initial.model.state_dict(), trained.model.state_dict()
     changed = {name.split('.')[0] for name in after if not torch.equal(before[name], after[name])}
     assert changed == {'projector'}
+
+
+def test_init_checkpoint_continues_with_its_own_tokenizer(tmp_path, shapes):
+    """Stage 2 from stage 1: without a `tokenizer`, the checkpoint's own is used (a BPE trained anew on this
+    stage's texts would read the embeddings under other ids), so the model starts exactly as stage 1 ended; a
+    different tokenizer is refused."""
+    config = _config(tmp_path, shapes)
+    assert vlm_main(['fit', '--config', str(config), '--trainer.limit_val_batches', '0']) == 0
+    checkpoint = tmp_path / 'runs' / 'vl' / 'version_0' / 'checkpoints' / 'last.ckpt'
+    stage_one = VisionLanguageTask.load_from_checkpoint(checkpoint, map_location='cpu', weights_only=True)
+    model_args = dict(encoder='vlm_vit_tiny_patch16_rope_rms', encoder_kwargs=TINY_ENCODER, decoder=TINY_DECODER,
+                      pixel_shuffle=2, image_size=64, tokenizer_vocab_size=300)
+    stage_two = VisionLanguageTask(init_checkpoint=str(checkpoint), **model_args)
+    stage_two.setup('fit')
+    assert stage_two.processor.tokenizer.get_vocab() == stage_one.processor.tokenizer.get_vocab()
+    after_stage_one, start_of_stage_two = stage_one.model.state_dict(), stage_two.model.state_dict()
+    assert after_stage_one.keys() == start_of_stage_two.keys()
+    assert all(torch.equal(after_stage_one[name], start_of_stage_two[name]) for name in after_stage_one)
+    other = tmp_path / 'other_tokenizer'
+    tiny_tokenizer().save_pretrained(other)
+    with pytest.raises(CheckpointShapeError, match='tokenizer differs'):
+        VisionLanguageTask(init_checkpoint=str(checkpoint), tokenizer=str(other), **model_args).setup('fit')

@@ -1,14 +1,18 @@
 """An in-memory classification datamodule and a recording callback, for configs in the tests
-(`class_path: tests.tasks.in_memory.InMemoryClassificationData`)."""
+(`class_path: tests.tasks.in_memory.InMemoryClassificationData`), and a tiny classifier config run through the
+real `VlmCLI`."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 import lightning as L
 import torch
+import yaml
 from torch.utils.data import DataLoader, Dataset
 
 from vlm.data.collate import collate_classification
+from vlm.lightning_cli import VlmCLI
 
 
 class RandomImages(Dataset):
@@ -62,3 +66,29 @@ class RecordTraining(L.Callback):
         self.losses.append(float(outputs['loss']))
         self.parameter_dtypes.append(pl_module.encoder_module().blocks[0].mlp.fc1.weight.dtype)
         self.lrs.append(trainer.optimizers[0].param_groups[0]['lr'])
+
+
+def write_classifier_config(tmp_path: Path, name: str, encoder_kwargs: Dict[str, Any], trainer: Dict[str, Any],
+                            model: Dict[str, Any], n: int) -> Path:
+    """A `vlm fit` YAML: an ImageClassifier (vlm ViT-Ti with `encoder_kwargs`, lr 1e-3, + `model`) on `n`
+    in-memory images, one CPU process, a CSV logger under tmp_path/runs/name, + `trainer`."""
+    config = {
+        'seed_everything': 0,
+        'trainer': {'accelerator': 'cpu', 'devices': 1, 'enable_progress_bar': False, 'enable_model_summary': False,
+                    'num_sanity_val_steps': 0,
+                    'logger': {'class_path': 'lightning.pytorch.loggers.CSVLogger',
+                               'init_args': {'save_dir': str(tmp_path / 'runs'), 'name': name}}, **trainer},
+        'model': {'class_path': 'vlm.tasks.ImageClassifier', 'init_args': {
+            'encoder': 'vlm_vit_tiny_patch16_rope_rms', 'encoder_kwargs': encoder_kwargs, 'lr': 1e-3, **model}},
+        'data': {'class_path': 'tests.tasks.in_memory.InMemoryClassificationData', 'init_args': {'n': n}},
+    }
+    path = tmp_path / f'{name}.yaml'
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def fit(config: Path, *overrides: str) -> VlmCLI:
+    """`vlm fit --config config *overrides` through the real CLI class, from scratch; the CLI for inspection."""
+    cli = VlmCLI(args=['--config', str(config), *overrides], run=False)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=None)
+    return cli

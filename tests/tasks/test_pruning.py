@@ -11,11 +11,12 @@ import pytest
 import timm
 import torch
 import torch.nn.utils.prune as prune
-import yaml
 
 from vlm.callbacks import EncoderPruning
 from vlm.lightning_cli import VlmCLI
 from vlm.sparsity import encoder_sparsity, prunable_parameters, slim_mlp_channels, sparsity
+
+from .in_memory import fit, write_classifier_config
 
 TINY = dict(patch_size=8, img_size=32, depth=2, embed_dim=64, num_heads=2)  # MLP: 64 -> 256 -> 64
 LINEAR_KEY = re.compile(r'^model\.blocks\.\d+\.(attn\.qkv|attn\.proj|mlp\.fc1|mlp\.fc2)\.weight$')
@@ -40,26 +41,9 @@ def test_sparsity_is_the_fraction_of_zeros_pruned_or_permanent():
 
 
 def _config(tmp_path: Path, name: str, pruning: Dict[str, Any], epochs: int = 2) -> Path:
-    config = {
-        'seed_everything': 0,
-        'trainer': {'accelerator': 'cpu', 'devices': 1, 'max_epochs': epochs, 'enable_progress_bar': False,
-                    'enable_model_summary': False, 'num_sanity_val_steps': 0, 'log_every_n_steps': 1,
-                    'logger': {'class_path': 'lightning.pytorch.loggers.CSVLogger',
-                               'init_args': {'save_dir': str(tmp_path / 'runs'), 'name': name}},
-                    'callbacks': [{'class_path': 'vlm.callbacks.EncoderPruning', 'init_args': pruning}]},
-        'model': {'class_path': 'vlm.tasks.ImageClassifier', 'init_args': {
-            'encoder': 'vlm_vit_tiny_patch16_rope_rms', 'encoder_kwargs': TINY, 'lr': 1e-3, 'warmup_epochs': 0}},
-        'data': {'class_path': 'tests.tasks.in_memory.InMemoryClassificationData', 'init_args': {'n': 8}},
-    }
-    path = tmp_path / f'{name}.yaml'
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def _fit(config: Path, *overrides: str) -> VlmCLI:
-    cli = VlmCLI(args=['--config', str(config), *overrides], run=False)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=None)
-    return cli
+    trainer = {'max_epochs': epochs, 'log_every_n_steps': 1,
+               'callbacks': [{'class_path': 'vlm.callbacks.EncoderPruning', 'init_args': pruning}]}
+    return write_classifier_config(tmp_path, name, TINY, trainer, {'warmup_epochs': 0}, n=8)
 
 
 def _pruning(cli: VlmCLI) -> EncoderPruning:
@@ -77,7 +61,7 @@ def _zero_fraction(weights: Dict[str, torch.Tensor]) -> float:
 
 
 def test_unstructured_pruning_reports_its_zeros_and_checkpoints_plain_pruned_weights(tmp_path):
-    cli = _fit(_config(tmp_path, 'l1', {'amount': 0.5, 'start_epoch': 0, 'end_epoch': 1}))
+    cli = fit(_config(tmp_path, 'l1', {'amount': 0.5, 'start_epoch': 0, 'end_epoch': 1}))
     callback = _pruning(cli)
     assert [round(callback.target_sparsity(e), 6) for e in (0, 1, 2)] == [0.4375, 0.5, 0.5]  # cubic schedule
     run = Path(cli.trainer.logger.log_dir)
@@ -103,7 +87,7 @@ def test_unstructured_pruning_reports_its_zeros_and_checkpoints_plain_pruned_wei
 
 
 def test_channel_pruning_zeroes_whole_mlp_channels_and_slimming_keeps_the_outputs(tmp_path):
-    cli = _fit(_config(tmp_path, 'channels', {'amount': 0.5, 'mode': 'channels'}, epochs=1))
+    cli = fit(_config(tmp_path, 'channels', {'amount': 0.5, 'mode': 'channels'}, epochs=1))
     weights = _weights(Path(cli.trainer.logger.log_dir) / 'checkpoints' / 'last.ckpt')
     state = cli.model.state_dict()
     for block in range(TINY['depth']):
@@ -129,8 +113,8 @@ def test_channel_pruning_zeroes_whole_mlp_channels_and_slimming_keeps_the_output
 def test_resumed_pruning_ends_where_an_uninterrupted_run_does(tmp_path):
     pruning = {'amount': 0.7, 'start_epoch': 0, 'end_epoch': 2}
     config = _config(tmp_path, 'resume', pruning, epochs=3)
-    whole = _fit(config)
-    first = _fit(config, '--trainer.max_epochs', '1')
+    whole = fit(config)
+    first = fit(config, '--trainer.max_epochs', '1')
     first_ckpt = Path(first.trainer.logger.log_dir) / 'checkpoints' / 'last.ckpt'
     resumed = VlmCLI(args=['--config', str(config)], run=False)
     resumed.trainer.fit(resumed.model, datamodule=resumed.datamodule, ckpt_path=str(first_ckpt))
@@ -144,7 +128,7 @@ def test_resumed_pruning_ends_where_an_uninterrupted_run_does(tmp_path):
 
 
 def test_global_unstructured_pruning_sets_one_threshold_for_all_layers(tmp_path):
-    cli = _fit(_config(tmp_path, 'global', {'amount': 0.5, 'use_global_unstructured': True}, epochs=1))
+    cli = fit(_config(tmp_path, 'global', {'amount': 0.5, 'use_global_unstructured': True}, epochs=1))
     weights = _weights(Path(cli.trainer.logger.log_dir) / 'checkpoints' / 'last.ckpt')
     total = sum(w.numel() for w in weights.values())
     assert sum(int((w == 0).sum()) for w in weights.values()) == round(0.5 * total)  # exactly, over all layers

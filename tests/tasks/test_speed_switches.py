@@ -9,12 +9,13 @@ from typing import Any, Callable, Dict, List
 import pytest
 import timm
 import torch
-import yaml
 
 from vlm.encoder import dense_features
 from vlm.lightning_cli import VlmCLI
 from vlm.tasks import ImageClassifier, ObjectDetector, SemanticSegmenter, VisionLanguageTask
 from vlm.tasks.base import compile_blocks
+
+from .in_memory import fit, write_classifier_config
 
 TINY = dict(patch_size=8, img_size=32, depth=2, embed_dim=64, num_heads=2)
 
@@ -124,27 +125,10 @@ def test_every_task_compiles_its_encoder_to_the_same_outputs(name):
 # -- bf16-mixed and gradient accumulation, from a config -----------------------------------------------------------
 
 def _config(tmp_path: Path, name: str, **trainer: Any) -> Path:
-    config = {
-        'seed_everything': 0,
-        'trainer': {'accelerator': 'cpu', 'devices': 1, 'max_epochs': 1, 'enable_progress_bar': False,
-                    'enable_model_summary': False, 'num_sanity_val_steps': 0, 'limit_val_batches': 0,
-                    'logger': {'class_path': 'lightning.pytorch.loggers.CSVLogger',
-                               'init_args': {'save_dir': str(tmp_path / 'runs'), 'name': name}},
-                    'callbacks': [{'class_path': 'tests.tasks.in_memory.RecordTraining'}], **trainer},
-        'model': {'class_path': 'vlm.tasks.ImageClassifier', 'init_args': {
-            'encoder': 'vlm_vit_tiny_patch16_rope_rms', 'encoder_kwargs': TINY, 'lr': 1e-3, 'warmup_epochs': 0.5,
-            'label_smoothing': 0.0}},
-        'data': {'class_path': 'tests.tasks.in_memory.InMemoryClassificationData', 'init_args': {'n': 16}},
-    }
-    path = tmp_path / f'{name}.yaml'
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def _fit(config: Path, *overrides: str) -> VlmCLI:
-    cli = VlmCLI(args=['--config', str(config), *overrides], run=False)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    return cli
+    trainer = {'max_epochs': 1, 'limit_val_batches': 0,
+               'callbacks': [{'class_path': 'tests.tasks.in_memory.RecordTraining'}], **trainer}
+    return write_classifier_config(tmp_path, name, TINY, trainer, {'warmup_epochs': 0.5, 'label_smoothing': 0.0},
+                                   n=16)
 
 
 def _recorder(cli: VlmCLI) -> Any:
@@ -157,9 +141,9 @@ def test_gradient_accumulation_gives_the_update_of_one_big_batch(tmp_path):
     """2 accumulated batches of 4 = 1 batch of 8: the same weights after every optimizer step and the same lr
     schedule (counted in optimizer steps). The model has no batch-dependent layer (no BatchNorm, no dropout)."""
     config = _config(tmp_path, 'acc')
-    big = _fit(config, '--data.init_args.batch_size', '8')
-    accumulated = _fit(config, '--data.init_args.batch_size', '4', '--trainer.accumulate_grad_batches', '2')
-    small = _fit(config, '--data.init_args.batch_size', '4')  # the control: 4 steps of 4 is another update
+    big = fit(config, '--data.init_args.batch_size', '8')
+    accumulated = fit(config, '--data.init_args.batch_size', '4', '--trainer.accumulate_grad_batches', '2')
+    small = fit(config, '--data.init_args.batch_size', '4')  # the control: 4 steps of 4 is another update
     assert big.trainer.global_step == accumulated.trainer.global_step == 2 and small.trainer.global_step == 4
     assert _recorder(big).lrs == pytest.approx(_recorder(accumulated).lrs[1::2], rel=1e-9)
     reference = big.model.state_dict()
@@ -172,8 +156,8 @@ def test_gradient_accumulation_gives_the_update_of_one_big_batch(tmp_path):
 
 def test_bf16_mixed_computes_in_bf16_and_keeps_fp32_weights(tmp_path):
     config = _config(tmp_path, 'bf16')
-    fp32 = _fit(config, '--trainer.max_steps', '1')
-    bf16 = _fit(config, '--trainer.max_steps', '1', '--trainer.precision', 'bf16-mixed')
+    fp32 = fit(config, '--trainer.max_steps', '1')
+    bf16 = fit(config, '--trainer.max_steps', '1', '--trainer.precision', 'bf16-mixed')
     fp32_run, bf16_run = _recorder(fp32), _recorder(bf16)
     assert set(fp32_run.activation_dtypes) == {torch.float32}
     assert set(bf16_run.activation_dtypes) == {torch.bfloat16}  # the matmuls ran in bf16 under autocast

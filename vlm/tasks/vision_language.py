@@ -32,7 +32,8 @@ class VisionLanguageTask(VlmTask):
         (its tokenizer is used when `tokenizer` is None).
     encoder_checkpoint: initial encoder weights (.safetensors, .pth or any vlm Lightning checkpoint).
     init_checkpoint: initial weights of the whole model from an earlier VisionLanguageTask checkpoint (stage 2
-        starts from stage 1's); unlike `--ckpt_path` it restores no optimizer or step.
+        starts from stage 1's); unlike `--ckpt_path` it restores no optimizer or step. Without `tokenizer` /
+        `decoder_path` the checkpoint's own tokenizer is used; a different one is refused.
     trainable: which parts learn: ('projector',) is LLaVA stage 1, ('projector', 'decoder') stage 2; the rest
         are frozen (requires_grad False, eval mode). lr_encoder / lr_decoder: their learning rates (default
         `lr`, which the projector uses).
@@ -94,6 +95,9 @@ class VisionLanguageTask(VlmTask):
             return
         if self.hparams.tokenizer or self.hparams.decoder_path:
             self.build(load_tokenizer(self.hparams.tokenizer or self.hparams.decoder_path))
+        elif self.hparams.init_checkpoint:
+            # the earlier stage's token ids: a BPE trained anew on this stage's texts would scramble them
+            self.build(_tokenizer_from_files(_checkpoint_tokenizer_files(self.hparams.init_checkpoint)))
         elif hasattr(self.trainer.datamodule, 'training_texts'):
             # deterministic: the same training texts give the tokenizer stored in this run's checkpoints
             self.build(train_bpe_tokenizer(self.trainer.datamodule.training_texts(),
@@ -106,9 +110,9 @@ class VisionLanguageTask(VlmTask):
             hp.projector_hidden_size, hp.image_size)
         if hp.encoder_checkpoint:
             load_encoder_weights(self.model.encoder, hp.encoder_checkpoint, strict=False)
+        self.tokenizer_files = _tokenizer_to_files(tokenizer)
         if hp.init_checkpoint:
             self._load_initial_weights(hp.init_checkpoint)
-        self.tokenizer_files = _tokenizer_to_files(tokenizer)
         if hp.activation_checkpointing:
             self.model.encoder.set_grad_checkpointing(True)
             self.model.language_model.gradient_checkpointing_enable({'use_reentrant': False})
@@ -130,8 +134,11 @@ class VisionLanguageTask(VlmTask):
         fully_shard(self.model, mesh=data_parallel)
 
     def _load_initial_weights(self, path: str) -> None:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f'init_checkpoint {path} does not exist')
+        theirs, ours = _tokenizer_from_files(_checkpoint_tokenizer_files(path)), self.processor.tokenizer
+        if theirs.get_vocab() != ours.get_vocab() or theirs.all_special_tokens != ours.all_special_tokens:
+            raise CheckpointShapeError(
+                f'{path}: its tokenizer differs from this run\'s, so its token embeddings would be read under other '
+                'ids; leave `tokenizer` unset to continue with the checkpoint\'s own')
         state = torch.load(path, map_location='cpu', weights_only=True).get('state_dict', {})
         weights = {key[len('model.'):]: value for key, value in state.items() if key.startswith('model.')}
         mismatched = shape_mismatches(weights, self.model.state_dict())
@@ -334,6 +341,16 @@ def _tokenizer_to_files(tokenizer) -> Dict[str, str]:
         tokenizer.save_pretrained(directory)
         return {path.name: path.read_text(encoding='utf-8') for path in Path(directory).iterdir() if path.is_file()
                 and path.suffix in ('.json', '.txt', '.jinja')}
+
+
+def _checkpoint_tokenizer_files(path: str) -> Dict[str, str]:
+    """The tokenizer files stored in a VisionLanguageTask checkpoint."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f'init_checkpoint {path} does not exist')
+    files = torch.load(path, map_location='cpu', weights_only=True).get(TOKENIZER_KEY)
+    if not files:
+        raise ValueError(f'{path}: no tokenizer inside (was it written by VisionLanguageTask?)')
+    return files
 
 
 def _tokenizer_from_files(files: Dict[str, str]):
