@@ -97,7 +97,8 @@ class VisionLanguageTask(VlmTask):
             self.build(load_tokenizer(self.hparams.tokenizer or self.hparams.decoder_path))
         elif self.hparams.init_checkpoint:
             # the earlier stage's token ids: a BPE trained anew on this stage's texts would scramble them
-            self.build(_tokenizer_from_files(_checkpoint_tokenizer_files(self.hparams.init_checkpoint)))
+            path = self.hparams.init_checkpoint
+            self.build(_tokenizer_from_files(_tokenizer_files_of(_read_checkpoint(path), path)))
         elif hasattr(self.trainer.datamodule, 'training_texts'):
             # deterministic: the same training texts give the tokenizer stored in this run's checkpoints
             self.build(train_bpe_tokenizer(self.trainer.datamodule.training_texts(),
@@ -134,12 +135,13 @@ class VisionLanguageTask(VlmTask):
         fully_shard(self.model, mesh=data_parallel)
 
     def _load_initial_weights(self, path: str) -> None:
-        theirs, ours = _tokenizer_from_files(_checkpoint_tokenizer_files(path)), self.processor.tokenizer
+        checkpoint = _read_checkpoint(path)
+        theirs, ours = _tokenizer_from_files(_tokenizer_files_of(checkpoint, path)), self.processor.tokenizer
         if theirs.get_vocab() != ours.get_vocab() or theirs.all_special_tokens != ours.all_special_tokens:
             raise CheckpointShapeError(
                 f'{path}: its tokenizer differs from this run\'s, so its token embeddings would be read under other '
                 'ids; leave `tokenizer` unset to continue with the checkpoint\'s own')
-        state = torch.load(path, map_location='cpu', weights_only=True).get('state_dict', {})
+        state = checkpoint.get('state_dict', {})
         weights = {key[len('model.'):]: value for key, value in state.items() if key.startswith('model.')}
         mismatched = shape_mismatches(weights, self.model.state_dict())
         if mismatched or not weights:
@@ -343,11 +345,15 @@ def _tokenizer_to_files(tokenizer) -> Dict[str, str]:
                 and path.suffix in ('.json', '.txt', '.jinja')}
 
 
-def _checkpoint_tokenizer_files(path: str) -> Dict[str, str]:
-    """The tokenizer files stored in a VisionLanguageTask checkpoint."""
+def _read_checkpoint(path: str) -> Dict[str, Any]:
     if not Path(path).is_file():
         raise FileNotFoundError(f'init_checkpoint {path} does not exist')
-    files = torch.load(path, map_location='cpu', weights_only=True).get(TOKENIZER_KEY)
+    return torch.load(path, map_location='cpu', weights_only=True)
+
+
+def _tokenizer_files_of(checkpoint: Dict[str, Any], path: str) -> Dict[str, str]:
+    """The tokenizer files stored in a VisionLanguageTask checkpoint (read from `path`)."""
+    files = checkpoint.get(TOKENIZER_KEY)
     if not files:
         raise ValueError(f'{path}: no tokenizer inside (was it written by VisionLanguageTask?)')
     return files
