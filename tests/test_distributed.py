@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import pytest
 import yaml
@@ -45,6 +45,15 @@ def _last_metrics(run: Path) -> Dict[str, float]:
     return values
 
 
+def _validate_on_one_and_two_processes(config: Path, checkpoint: str, tmp_path: Path, name: str) -> Tuple[Path, Path]:
+    """`vlm validate` of `checkpoint` with 1 process, then with 2 (DDP): the two new run directories (the fit
+    before them is version_0)."""
+    _run(['validate', '--config', str(config), '--ckpt_path', checkpoint], tmp_path)
+    _run(['validate', '--config', str(config), '--ckpt_path', checkpoint, '--trainer.devices', '2',
+          '--trainer.strategy', 'ddp'], tmp_path)
+    return tmp_path / 'runs' / name / 'version_1', tmp_path / 'runs' / name / 'version_2'
+
+
 def test_classification_ddp_trains_checkpoints_once_and_validates_like_one_process(tmp_path):
     fixtures.imagenet(tmp_path / 'imagenet', per_class=4)  # 8 train, 8 val images: 4 per rank, no padding
     config = _write(tmp_path, 'cls', {
@@ -62,10 +71,7 @@ def test_classification_ddp_trains_checkpoints_once_and_validates_like_one_proce
     checkpoints = sorted(p.name for p in (runs[0] / 'checkpoints').iterdir())
     assert 'last.ckpt' in checkpoints and len(checkpoints) == 2  # last + best, once
     last = str(runs[0] / 'checkpoints' / 'last.ckpt')
-    _run(['validate', '--config', str(config), '--ckpt_path', last], tmp_path)
-    _run(['validate', '--config', str(config), '--ckpt_path', last, '--trainer.devices', '2',
-          '--trainer.strategy', 'ddp'], tmp_path)
-    single, ddp = (_last_metrics(tmp_path / 'runs' / 'cls' / f'version_{v}') for v in (1, 2))
+    single, ddp = map(_last_metrics, _validate_on_one_and_two_processes(config, last, tmp_path, 'cls'))
     assert single['val/acc1'] == pytest.approx(ddp['val/acc1'], abs=1e-6)
     assert single['val/loss'] == pytest.approx(ddp['val/loss'], rel=1e-4)
 
@@ -87,12 +93,10 @@ def test_detection_ddp_gathers_each_image_once_and_scores_like_one_process(tmp_p
     })
     _run(['fit', '--config', str(config)], tmp_path)
     last = str(tmp_path / 'runs' / 'det' / 'version_0' / 'checkpoints' / 'last.ckpt')
-    _run(['validate', '--config', str(config), '--ckpt_path', last], tmp_path)
-    _run(['validate', '--config', str(config), '--ckpt_path', last, '--trainer.devices', '2',
-          '--trainer.strategy', 'ddp'], tmp_path)
+    validation_runs = _validate_on_one_and_two_processes(config, last, tmp_path, 'det')
     results = []
-    for version in (1, 2):
-        files = list((tmp_path / 'runs' / 'det' / f'version_{version}').glob('coco_results_val_*.json'))
+    for run in validation_runs:
+        files = list(run.glob('coco_results_val_*.json'))
         assert len(files) == 1  # rank 0 writes the gathered results, once
         results.append(json.loads(files[0].read_text()))
     single, ddp = results
@@ -100,7 +104,7 @@ def test_detection_ddp_gathers_each_image_once_and_scores_like_one_process(tmp_p
     assert sorted(map(key, single)) == sorted(map(key, ddp))  # every image's detections, once, none lost
     val_ids = {image['id'] for image in json.loads((shapes / 'annotations' / 'instances_val.json').read_text())['images']}
     assert {r['image_id'] for r in ddp} <= val_ids
-    single_metrics, ddp_metrics = (_last_metrics(tmp_path / 'runs' / 'det' / f'version_{v}') for v in (1, 2))
+    single_metrics, ddp_metrics = map(_last_metrics, validation_runs)
     assert single_metrics['val/AP'] == pytest.approx(ddp_metrics['val/AP'], abs=1e-6)
     assert single_metrics['val/AR100'] == pytest.approx(ddp_metrics['val/AR100'], abs=1e-6)
 
