@@ -68,6 +68,12 @@ def vqa_v2(root: Path) -> None:
                             'answer_type': 'number', 'multiple_choice_answer': '2',
                             'answers': [{'answer': a, 'answer_confidence': 'yes', 'answer_id': i + 1}
                                         for i, a in enumerate(answers)]})
+    # a second question about image 42, listed after the others (questions need not be grouped by image)
+    questions.append({'question_id': 42001, 'image_id': 42, 'question': 'What color is the dog?'})
+    annotations.append({'question_id': 42001, 'image_id': 42, 'question_type': 'what color', 'answer_type': 'other',
+                        'multiple_choice_answer': 'brown',
+                        'answers': [{'answer': 'brown', 'answer_confidence': 'yes', 'answer_id': i + 1}
+                                    for i in range(10)]})
     (root / 'v2_OpenEnded_mscoco_val2014_questions.json').write_text(json.dumps(
         {'info': {}, 'task_type': 'Open-Ended', 'data_type': 'mscoco', 'data_subtype': 'val2014',
          'license': {}, 'questions': questions}))

@@ -129,3 +129,21 @@ def test_vision_language_datamodule_on_shapes(tmp_path):
     assert batch['question'][:3] == [None] * 3 and batch['question'][3].endswith('?')
     vqa_item = dm.datasets['train'][6]
     assert vqa_item['question'].endswith('?') and len(vqa_item['answers']) == 10
+
+
+def test_vqa_v2_grouped_by_image_holds_every_question_of_the_image(tmp_path):
+    fixtures.vqa_v2(tmp_path)
+    args = (tmp_path / 'val2014', tmp_path / 'v2_OpenEnded_mscoco_val2014_questions.json',
+            tmp_path / 'v2_mscoco_val2014_annotations.json', 'COCO_val2014_{image_id:012d}.jpg')
+    single, grouped = VqaV2(*args), VqaV2(*args, group_by_image=True)
+    image_ids = list(dict.fromkeys(q['image_id'] for q in single.questions))
+    assert len(grouped) == len(image_ids) < len(single)
+    records = [grouped[i] for i in range(len(grouped))]
+    assert [r['image_id'] for r in records] == image_ids
+    flat = [qa for r in records for qa in r['qa']]
+    assert sorted(qa['question_id'] for qa in flat) == sorted(q['question_id'] for q in single.questions)
+    for qa in flat:
+        i = next(k for k, q in enumerate(single.questions) if q['question_id'] == qa['question_id'])
+        expected = single[i]
+        assert {key: value for key, value in expected.items() if key != 'image'} == qa
+        assert torch.equal(expected['image'], next(r['image'] for r in records if r['image_id'] == qa['image_id']))

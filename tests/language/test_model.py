@@ -197,3 +197,25 @@ def test_activation_checkpointing_gives_the_same_loss_and_gradients():
     assert len(results[0][1]) == len(results[1][1])
     for plain, recomputed in zip(results[0][1], results[1][1]):
         assert torch.allclose(plain, recomputed, atol=1e-5)
+
+
+def test_shared_images_are_encoded_once_and_give_the_same_loss_and_logits():
+    model, processor = tiny_model()
+    images = random_images(2)
+    prompts = [caption_prompt(), vqa_prompt('what color is the circle?'), caption_prompt()]
+    targets = [target_text(CAPTIONS[0]), target_text('red'), target_text(CAPTIONS[1])]
+    shown = [images[0], images[0], images[1]]
+    shared = processor(prompts, shown, targets, padding_side='right', share_images=True)
+    repeated = processor(prompts, [image.clone() for image in shown], targets, padding_side='right')
+    assert shared['pixel_values'].shape[0] == 2 and shared['image_index'].tolist() == [0, 0, 1]
+    assert repeated['pixel_values'].shape[0] == 3 and 'image_index' not in repeated
+    encoded = []
+    original = model.get_image_features
+    model.get_image_features = lambda pixels: encoded.append(len(pixels)) or original(pixels)
+    with torch.no_grad():
+        a, b = model(**shared), model(**repeated)
+    assert encoded == [2, 3]
+    torch.testing.assert_close(a.logits, b.logits)
+    torch.testing.assert_close(a.loss, b.loss)
+    with pytest.raises(ImageTokenMismatchError, match='image_index'):
+        model(**{**shared, 'image_index': torch.tensor([0, 0, 2])})

@@ -7,6 +7,8 @@ import torch
 import yaml
 
 from vlm.cli import main as vlm_main
+from vlm.data import VisionLanguageDataModule
+from vlm.data.collate import collate_records
 from vlm.data.shapes import generate_shapes
 from vlm.encoder.weights import CheckpointShapeError
 from vlm.language.inference import VisionLanguagePredictor
@@ -25,6 +27,16 @@ def shapes(tmp_path_factory) -> Path:
     return root
 
 
+def _shapes_paths() -> dict:
+    """The shapes dataset's files, as `VisionLanguageDataModule` arguments."""
+    return {'train_images': 'images/train', 'val_images': 'images/val',
+            'train_captions': 'annotations/captions_train.json', 'val_captions': 'annotations/captions_val.json',
+            'train_questions': 'annotations/v2_OpenEnded_shapes_train_questions.json',
+            'val_questions': 'annotations/v2_OpenEnded_shapes_val_questions.json',
+            'train_answers': 'annotations/v2_shapes_train_annotations.json',
+            'val_answers': 'annotations/v2_shapes_val_annotations.json', 'vqa_image_filename': '{image_id:012d}.png'}
+
+
 def _config(tmp_path: Path, shapes: Path, **model_args) -> Path:
     config = {
         'seed_everything': 0,
@@ -39,14 +51,8 @@ def _config(tmp_path: Path, shapes: Path, **model_args) -> Path:
             'pixel_shuffle': 2, 'image_size': 64, 'tokenizer_vocab_size': 300, 'max_new_tokens': 4,
             'monitor': 'val/vqa_acc', 'lr': 1e-3, 'warmup_epochs': 0.1, **model_args}},
         'data': {'class_path': 'vlm.data.VisionLanguageDataModule', 'init_args': {
-            'root': str(shapes), 'tasks': ['captions', 'vqa'], 'train_images': 'images/train',
-            'val_images': 'images/val', 'train_captions': 'annotations/captions_train.json',
-            'val_captions': 'annotations/captions_val.json',
-            'train_questions': 'annotations/v2_OpenEnded_shapes_train_questions.json',
-            'val_questions': 'annotations/v2_OpenEnded_shapes_val_questions.json',
-            'train_answers': 'annotations/v2_shapes_train_annotations.json',
-            'val_answers': 'annotations/v2_shapes_val_annotations.json',
-            'vqa_image_filename': '{image_id:012d}.png', 'image_size': 64, 'batch_size': 4, 'num_workers': 0}},
+            'root': str(shapes), 'tasks': ['captions', 'vqa'], **_shapes_paths(), 'image_size': 64, 'batch_size': 4,
+            'num_workers': 0}},
     }
     path = tmp_path / 'config.yaml'
     path.write_text(yaml.safe_dump(config))
@@ -152,3 +158,24 @@ def test_init_checkpoint_continues_with_its_own_tokenizer(tmp_path, shapes):
     tiny_tokenizer().save_pretrained(other)
     with pytest.raises(CheckpointShapeError, match='tokenizer differs'):
         VisionLanguageTask(init_checkpoint=str(checkpoint), tokenizer=str(other), **model_args).setup('fit')
+
+
+def test_grouped_records_train_on_several_texts_per_image_encoded_once(shapes):
+    datamodule = VisionLanguageDataModule(root=str(shapes), tasks=('captions', 'vqa'), group_by_image=True,
+                                          **_shapes_paths(), image_size=64, batch_size=2, num_workers=0)
+    datamodule.setup('fit')
+    captions, questions = datamodule.datasets['train'].datasets
+    assert len(questions) == len(captions)  # one record per image, holding all its questions
+    batch = collate_records([captions[0], questions[0], questions[1]])
+    task = VisionLanguageTask(encoder='vlm_vit_tiny_patch16_rope_rms', encoder_kwargs=TINY_ENCODER,
+                              decoder=TINY_DECODER, pixel_shuffle=2, image_size=64, texts_per_image=0)
+    task.build(tiny_tokenizer())
+    texts = len(batch['captions'][0]) + len(batch['qa'][1]) + len(batch['qa'][2])
+    inputs = task.batch_inputs(batch, training=True)
+    assert inputs['input_ids'].shape[0] == texts and inputs['pixel_values'].shape[0] == 3
+    runs = [len(batch['captions'][0]), len(batch['qa'][1]), len(batch['qa'][2])]
+    assert inputs['image_index'].tolist() == [i for i, n in enumerate(runs) for _ in range(n)]
+    task.hparams.texts_per_image = 2
+    assert task.batch_inputs(batch, training=True)['input_ids'].shape[0] == 6
+    evaluation = task.batch_inputs(batch, training=False)  # the first caption / question of each record
+    assert evaluation['input_ids'].shape[0] == 3 and evaluation['image_index'].tolist() == [0, 1, 2]

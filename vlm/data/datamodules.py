@@ -262,6 +262,9 @@ class VisionLanguageDataModule(VlmDataModule):
     tasks: which of 'captions' and 'vqa' to read (both: the two datasets are concatenated for training).
     vqa_image_filename: e.g. 'COCO_train2014_{image_id:012d}.jpg' for the VQAv2 2014 images;
     val_vqa_image_filename: the validation images' pattern when it differs ('COCO_val2014_{image_id:012d}.jpg').
+    group_by_image: training VQA records hold all the questions of one image (`VqaV2(group_by_image=True)`), as
+        caption records hold all its captions, so the model can encode the image once for several of its texts
+        (`VisionLanguageTask.texts_per_image`); validation keeps one record per question.
     """
 
     collate_fn = staticmethod(collate_records)
@@ -280,6 +283,7 @@ class VisionLanguageDataModule(VlmDataModule):
             val_answers: str = 'v2_mscoco_val2014_annotations.json',
             vqa_image_filename: str = '{image_id:012d}.jpg',
             val_vqa_image_filename: Optional[str] = None,
+            group_by_image: bool = False,
             image_size: int = 224,
             encoder_name: Optional[str] = None,
             **kwargs: Any,
@@ -305,7 +309,8 @@ class VisionLanguageDataModule(VlmDataModule):
             parts.append(CocoCaptions(self.path(images), self.path(captions), self.transform, self.skip_bad_samples))
         if 'vqa' in self.tasks:
             parts.append(VqaV2(self.path(images), self.path(questions), self.path(answers), self.vqa_image_filename[split],
-                               self.transform, self.skip_bad_samples))
+                               self.transform, self.skip_bad_samples,
+                               group_by_image=self.hparams.group_by_image and split == 'train'))
         return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
     def training_texts(self) -> Iterator[str]:

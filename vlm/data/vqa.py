@@ -15,6 +15,9 @@ class VqaV2(Dataset):
     """Item: {'image', 'question', 'answers' (10 strings; empty for a test split), 'answer'
     (multiple_choice_answer), 'answer_type', 'question_id', 'image_id'}.
 
+    group_by_image: one item per image instead, {'image', 'image_id', 'qa': [one such record without the image,
+    per question of that image]}, so an image is loaded (and, in training, encoded) once for all its questions.
+
     images_dir + image_filename: where an image id's file is, e.g. 'COCO_train2014_{image_id:012d}.jpg' for the
     2014 folders, '{image_id:012d}.jpg' for COCO 2017 folders, '{image_id:012d}.png' for shapes.
     annotation_file may be None (test-dev: questions only).
@@ -28,6 +31,7 @@ class VqaV2(Dataset):
             image_filename: str = 'COCO_train2014_{image_id:012d}.jpg',
             transform: Optional[Callable] = None,
             skip_bad_samples: bool = False,
+            group_by_image: bool = False,
     ) -> None:
         self.images_dir = Path(images_dir)
         self.image_filename = image_filename
@@ -54,26 +58,38 @@ class VqaV2(Dataset):
             if missing:
                 raise DataError(annotation_file, f'no annotation for {len(missing)} questions, e.g. {missing[:5]}',
                                 field='question_id')
+        self.group_by_image = group_by_image
+        by_image: Dict[int, List[int]] = {}
+        for i, question in enumerate(self.questions):
+            by_image.setdefault(int(question['image_id']), []).append(i)
+        self.image_questions: List[List[int]] = list(by_image.values())  # question indices, image by image
 
     def __len__(self) -> int:
-        return len(self.questions)
+        return len(self.image_questions) if self.group_by_image else len(self.questions)
 
     def image_path(self, image_id: int) -> Path:
         return self.images_dir / self.image_filename.format(image_id=image_id)
 
     def __getitem__(self, i: int) -> Union[Dict[str, Any], SkippedSample]:
-        question = self.questions[i]
+        indices = self.image_questions[i] if self.group_by_image else [i]
+        image_id = int(self.questions[indices[0]]['image_id'])
         try:
-            image = load_image_tensor(self.image_path(int(question['image_id'])))
+            image = load_image_tensor(self.image_path(image_id))
         except DataError as error:
             if not self.skip_bad_samples:
                 raise
             return SkippedSample.of(error)
         if self.transform is not None:
             image = self.transform(image)
+        if self.group_by_image:
+            return {'image': image, 'image_id': image_id, 'qa': [self.record(k) for k in indices]}
+        return {'image': image, **self.record(i)}
+
+    def record(self, i: int) -> Dict[str, Any]:
+        """Question i with its answers, without the image."""
+        question = self.questions[i]
         ann = self.annotations.get(int(question['question_id']), {})
         return {
-            'image': image,
             'question': question['question'],
             'answers': [a['answer'] for a in ann.get('answers', [])],
             'answer': ann.get('multiple_choice_answer', ''),

@@ -88,9 +88,11 @@ class VisionLanguageModel(PreTrainedModel, GenerationMixin):
         return self.projector(grid)  # (B, N, D)
 
     def merge_image_tokens(
-            self, input_ids: torch.Tensor, inputs_embeds: torch.Tensor, pixel_values: Optional[torch.Tensor]
+            self, input_ids: torch.Tensor, inputs_embeds: torch.Tensor, pixel_values: Optional[torch.Tensor],
+            image_index: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """Write each image's tokens into its placeholders, in order. input_ids (B, L), inputs_embeds (B, L, D)."""
+        """Write each image's tokens into its placeholders, in order. input_ids (B, L), inputs_embeds (B, L, D);
+        image_index (R,): the row of pixel_values each placeholder run shows (default: one image per run)."""
         placeholders = input_ids == self.config.image_token_id  # (B, L)
         count = int(placeholders.sum())
         if pixel_values is None:
@@ -98,6 +100,11 @@ class VisionLanguageModel(PreTrainedModel, GenerationMixin):
                 raise ImageTokenMismatchError(f'the prompt has {count} <image> tokens but no image was given')
             return inputs_embeds
         image_tokens = self.get_image_features(pixel_values)  # (I, N, D)
+        if image_index is not None:
+            if image_index.numel() and not 0 <= int(image_index.min()) <= int(image_index.max()) < len(image_tokens):
+                raise ImageTokenMismatchError(
+                    f'image_index holds {image_index.tolist()} but there are {len(image_tokens)} images')
+            image_tokens = image_tokens[image_index.to(image_tokens.device)]  # (R, N, D): each image encoded once
         if count != image_tokens.shape[0] * image_tokens.shape[1]:
             raise ImageTokenMismatchError(
                 f'{image_tokens.shape[0]} images of {tuple(pixel_values.shape[-2:])} px give '
@@ -115,16 +122,18 @@ class VisionLanguageModel(PreTrainedModel, GenerationMixin):
             inputs_embeds: Optional[torch.Tensor] = None,
             labels: Optional[torch.LongTensor] = None,
             logits_to_keep: int | torch.Tensor = 0,
+            image_index: Optional[torch.LongTensor] = None,
             **kwargs: Any,
     ):
         """input_ids (B, L) with `<image>` placeholders; pixel_values (I, 3, H, W), one per placeholder run, in
-        batch order; labels (B, L) with -100 where no loss is taken. Returns the decoder's `CausalLMOutputWithPast`
+        batch order, or, with image_index (R,), the I distinct images the R runs show (several prompts about one
+        image encode it once); labels (B, L) with -100 where no loss is taken. Returns the decoder's `CausalLMOutputWithPast`
         (loss, logits (B, L, V), cache). Remaining kwargs (the KV cache, use_cache, ...) go to the decoder."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError('give exactly one of input_ids and inputs_embeds')
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)  # (B, L, D)
-            inputs_embeds = self.merge_image_tokens(input_ids, inputs_embeds, pixel_values)
+            inputs_embeds = self.merge_image_tokens(input_ids, inputs_embeds, pixel_values, image_index)
         return self.language_model(
             inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids, labels=labels,
             logits_to_keep=logits_to_keep, **kwargs)

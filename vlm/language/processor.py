@@ -135,10 +135,15 @@ class VisionLanguageProcessor:
             targets: Optional[Sequence[str]] = None,
             padding_side: str = 'left',
             truncation: bool = False,
+            share_images: bool = False,
     ) -> BatchFeature:
         """prompts[i] with images[i] (None: text only) -> input_ids (B, L), attention_mask (B, L), pixel_values
         (I, 3, S, S) for the I images given, and labels (B, L) when targets are given. Left padding for
-        generation, right for training."""
+        generation, right for training.
+
+        share_images: the same image object given for several prompts is kept once in pixel_values, and
+        image_index (R,) says which row each of the R prompts with an image shows, so the model encodes it once
+        (for training and single forwards; `generate` with beams expects one row per prompt)."""
         images = list(images) if images is not None else [None] * len(prompts)
         if len(images) != len(prompts):
             raise InputError(f'{len(prompts)} prompts but {len(images)} images')
@@ -164,7 +169,13 @@ class VisionLanguageProcessor:
             'attention_mask': torch.tensor(attention, dtype=torch.long),
         }
         given = [image for image in images if image is not None]
-        if given:
+        if share_images and given:
+            rows: Dict[int, int] = {}
+            index = [rows.setdefault(id(image), len(rows)) for image in given]
+            distinct = list({id(image): image for image in given}.values())
+            data['pixel_values'] = self.pixel_values(distinct)
+            data['image_index'] = torch.tensor(index, dtype=torch.long)
+        elif given:
             data['pixel_values'] = self.pixel_values(given)
         if targets is not None:
             data['labels'] = torch.tensor(labels, dtype=torch.long)

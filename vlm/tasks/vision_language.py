@@ -6,7 +6,7 @@ import json
 import random
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -37,6 +37,8 @@ class VisionLanguageTask(VlmTask):
     trainable: which parts learn: ('projector',) is LLaVA stage 1, ('projector', 'decoder') stage 2; the rest
         are frozen (requires_grad False, eval mode). lr_encoder / lr_decoder: their learning rates (default
         `lr`, which the projector uses).
+    texts_per_image: how many of an image's captions (or, with the datamodule's `group_by_image`, questions) one
+        training step learns, drawn without replacement; the image is encoded once for all of them. 0: all.
     activation_checkpointing: recompute encoder and decoder blocks in the backward pass (less memory, ~30% slower).
     compile_encoder: `torch.compile` the encoder's blocks in place (state dict keys unchanged): True, or a dict of
         `torch.compile` keywords (see `VlmTask`, `compile_blocks`).
@@ -63,6 +65,7 @@ class VisionLanguageTask(VlmTask):
             lr_encoder: Optional[float] = None,
             lr_decoder: Optional[float] = None,
             truncation: bool = False,
+            texts_per_image: int = 1,
             activation_checkpointing: bool = False,
             compile_encoder: Union[bool, Dict[str, Any]] = False,
             monitor: str = 'val/CIDEr',
@@ -207,20 +210,32 @@ class VisionLanguageTask(VlmTask):
     # -- batches -------------------------------------------------------------------------------------------------
     def batch_inputs(self, batch: Dict[str, List[Any]], training: bool) -> Dict[str, torch.Tensor]:
         """A `collate_records` batch (caption and/or VQA records) -> right-padded model inputs with labels.
-        A caption record trains on one of its captions, drawn at random; evaluation uses the first."""
-        prompts, targets = [], []
-        captions = batch.get('captions') or [None] * len(batch['image'])
-        for i, image_captions in enumerate(captions):
-            if image_captions is not None:
-                caption = random.choice(image_captions) if training else image_captions[0]
-                prompts.append(caption_prompt())
-                targets.append(target_text(caption))
-            else:
-                prompts.append(vqa_prompt(batch['question'][i]))
-                targets.append(target_text(batch['answer'][i]))
-        inputs = self.processor(prompts, batch['image'], targets, padding_side='right',
-                                truncation=self.hparams.truncation)
+
+        Training uses `texts_per_image` of a caption record's captions or a grouped VQA record's questions, drawn
+        at random, each image encoded once for all of them; evaluation uses the first caption / question."""
+        prompts, targets, images = [], [], []
+        for i, image in enumerate(batch['image']):
+            for prompt, target in self._record_texts(batch, i, training):
+                prompts.append(prompt)
+                targets.append(target)
+                images.append(image)
+        inputs = self.processor(prompts, images, targets, padding_side='right', truncation=self.hparams.truncation,
+                                share_images=True)
         return {key: value.to(self.device) for key, value in inputs.items()}
+
+    def _record_texts(self, batch: Dict[str, List[Any]], i: int, training: bool) -> List[Tuple[str, str]]:
+        """(prompt, target) pairs of record i: captions, grouped questions ('qa') or its one question."""
+        captions, grouped = batch.get('captions'), batch.get('qa')
+        if captions is not None and captions[i] is not None:
+            pairs = [(caption_prompt(), target_text(caption)) for caption in captions[i]]
+        elif grouped is not None and grouped[i] is not None:
+            pairs = [(vqa_prompt(qa['question']), target_text(qa['answer'])) for qa in grouped[i]]
+        else:
+            return [(vqa_prompt(batch['question'][i]), target_text(batch['answer'][i]))]
+        if not training:
+            return pairs[:1]
+        count = self.hparams.texts_per_image or len(pairs)
+        return random.sample(pairs, min(count, len(pairs)))
 
     def forward(self, **inputs: torch.Tensor):
         return self.model(**inputs)
