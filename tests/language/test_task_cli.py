@@ -179,3 +179,5 @@ def test_grouped_records_train_on_several_texts_per_image_encoded_once(shapes):
     assert task.batch_inputs(batch, training=True)['input_ids'].shape[0] == 6
     evaluation = task.batch_inputs(batch, training=False)  # the first caption / question of each record
     assert evaluation['input_ids'].shape[0] == 3 and evaluation['image_index'].tolist() == [0, 1, 2]
+    with pytest.raises(ValueError, match='texts_per_image'):
+        VisionLanguageTask(texts_per_image=-1)

@@ -127,8 +127,9 @@ class VisionLanguageModel(PreTrainedModel, GenerationMixin):
     ):
         """input_ids (B, L) with `<image>` placeholders; pixel_values (I, 3, H, W), one per placeholder run, in
         batch order, or, with image_index (R,), the I distinct images the R runs show (several prompts about one
-        image encode it once); labels (B, L) with -100 where no loss is taken. Returns the decoder's `CausalLMOutputWithPast`
-        (loss, logits (B, L, V), cache). Remaining kwargs (the KV cache, use_cache, ...) go to the decoder."""
+        image encode it once); labels (B, L) with -100 where no loss is taken. Returns the decoder's
+        `CausalLMOutputWithPast` (loss, logits (B, L, V), cache). Remaining kwargs (the KV cache, use_cache, ...)
+        go to the decoder."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError('give exactly one of input_ids and inputs_embeds')
         if inputs_embeds is None:

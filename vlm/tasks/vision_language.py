@@ -82,6 +82,8 @@ class VisionLanguageTask(VlmTask):
         unknown = set(trainable) - set(PARTS)
         if unknown:
             raise ValueError(f'trainable parts must be among {PARTS}, got {sorted(unknown)}')
+        if texts_per_image < 0:
+            raise ValueError(f'texts_per_image must be >= 0 (0: all of an image\'s texts), got {texts_per_image}')
         self.monitor = monitor
         self.monitor_mode = 'min' if monitor.endswith('loss') else 'max'
         self.model = None
