@@ -27,10 +27,10 @@ from typing import Dict, List, Tuple
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from vlm.data import ensure_shapes
+from vlm.data import VqaV2, ensure_shapes
 from vlm.data.shapes.constants import CATEGORY_NAMES, COLOURS
 from vlm.data.shapes.generate import image_rngs
-from vlm.data.shapes.paths import image_id
+from vlm.data.shapes.paths import image_id, shapes_paths
 from vlm.data.shapes.scene import layout_scene, seen_objects
 from vlm.language.processor import IGNORE_INDEX, ImageSettings, VisionLanguageProcessor
 from vlm.language.projector import Projector
@@ -43,7 +43,7 @@ OBJECT_QUESTION = re.compile(r'^what (color is the \w+|shape is the \w+ object)\
 Example = Tuple[int, str, str]  # image id, question, answer
 
 
-def object_tokens(root: Path, split: str, count: int, image_size: int, seed: int) -> Dict[int, torch.Tensor]:
+def object_tokens(split: str, count: int, image_size: int, seed: int) -> Dict[int, torch.Tensor]:
     """image id -> (FEATURES, 4, 4): per cell, how many objects of each colour and each shape are centred there."""
     colours = list(COLOURS)
     grids = {}
@@ -58,11 +58,11 @@ def object_tokens(root: Path, split: str, count: int, image_size: int, seed: int
 
 
 def questions(root: Path, split: str) -> List[Example]:
-    files = {'questions': f'v2_OpenEnded_shapes_{split}_questions.json', 'answers': f'v2_shapes_{split}_annotations.json'}
-    asked = json.loads((root / 'annotations' / files['questions']).read_text())['questions']
-    answers = {a['question_id']: a['multiple_choice_answer']
-               for a in json.loads((root / 'annotations' / files['answers']).read_text())['annotations']}
-    return [(q['image_id'], q['question'], answers[q['question_id']]) for q in asked]
+    """(image id, question, answer) of every question of a split, read by vlm's VQAv2 reader."""
+    paths = shapes_paths(root, split)
+    dataset = VqaV2(paths['images'], paths['vqa_questions'], paths['vqa_annotations'])
+    return [(record['image_id'], record['question'], record['answer'])
+            for record in map(dataset.record, range(len(dataset.questions)))]
 
 
 class Learner:
@@ -136,7 +136,7 @@ def main() -> None:
     ensure_shapes(args.root)
     root = Path(args.root)
     meta = json.loads((root / 'shapes_meta.json').read_text())
-    grids = {split: object_tokens(root, split, meta[f'{split}_images'], meta['image_size'], meta['seed'])
+    grids = {split: object_tokens(split, meta[f'{split}_images'], meta['image_size'], meta['seed'])
              for split in ('train', 'val')}
     train, val = questions(root, 'train'), questions(root, 'val')
     corpus = training_corpus([], [q for _, q, _ in train], [a for _, _, a in train])
@@ -157,7 +157,7 @@ def main() -> None:
                 print(f'step {step:5d}  {name:14s}  answer accuracy {results[name][0]:.3f}  '
                       f'colour/shape-of-object questions {results[name][1]:.3f}', flush=True)
     first, second = results['image first'], results['question first']
-    print(f'question first / image first: answer accuracy {second[0] / first[0]:.2f}, '
+    print(f'question first / image first: answer accuracy {second[0] / max(first[0], 1e-9):.2f}, '
           f'colour/shape-of-object questions {second[1] / max(first[1], 1e-9):.2f}')
 
 
