@@ -11,7 +11,7 @@ writers that know the scene (read from the generator, as the references were):
 - consensus: of 50 fresh captions, the one that agrees best (CIDEr) with 30 other fresh ones; the caption a
   model that knows the scene and the templates would choose to maximise its expected CIDEr.
 
-The scores are pycocoevalcap's, on the val references (`vlm.evaluation.caption_metrics.evaluate_captions`).
+The scores are pycocoevalcap's, on the val references (`vlm.evaluation.evaluate_captions`).
 
     python benchmarks/caption_ceiling.py [--root data/shapes]
 """
@@ -26,11 +26,13 @@ import numpy as np
 from pycocoevalcap.cider.cider import Cider
 
 from vlm.data import ensure_shapes
+from vlm.data.captions import read_caption_references
 from vlm.data.shapes.captions import make_captions
 from vlm.data.shapes.generate import image_rngs
 from vlm.data.shapes.paths import image_id
 from vlm.data.shapes.scene import Seen, layout_scene, seen_objects
-from vlm.evaluation.caption_metrics import evaluate_captions, ptb_tokenize, read_caption_references
+from vlm.evaluation.caption_scores import evaluate_captions
+from vlm.evaluation.ptb_tokenizer import ptb_tokenize
 
 SHOWN = ('BLEU4', 'CIDEr', 'ROUGE_L')
 

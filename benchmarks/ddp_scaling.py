@@ -78,7 +78,8 @@ def run_config(root: Path, work: Path, processes: int, steps: int, batch_size: i
         'seed_everything': 0, 'trainer': trainer,
         'model': {'class_path': 'vlm.tasks.ImageClassifier', 'init_args': {
             'encoder': 'vlm_vit_tiny_patch16_rope_rms',
-            'encoder_kwargs': {'patch_size': 8, 'img_size': 64, 'depth': 4}, 'lr': 1e-4, 'warmup_epochs': 0}},
+            'encoder_kwargs': {'patch_size': 8, 'img_size': 64, 'depth': 4},
+            'optimization': {'lr': 1e-4, 'warmup_epochs': 0}}},
         'data': {'class_path': 'vlm.data.ClassificationDataModule', 'init_args': {
             'root': str(root), 'image_size': 64, 'crop_pct': 1.0, 'batch_size': batch_size, 'num_workers': 0}},
     }

@@ -6,6 +6,13 @@ model's ratio to timm's plain `vit_small_patch16_224`. Also prints achieved FLOP
 `torch.utils.flop_counter`) as a fraction of a matmul peak measured in the same run.
 
     python benchmarks/encoder_speed.py [--batch-size 16] [--img-size 224] [--rounds 3] [--steps 3]
+    python benchmarks/encoder_speed.py --components    # vlm's hand-written pieces against timm's / torch's
+
+`--components` times forward + backward of the two pieces vlm writes itself, each against the library piece it
+would otherwise use, on ViT-S/16 activations (16, 197, 384), alternating: RMSNorm (`vlm FastRmsNorm` vs timm's
+`RmsNorm`, `torch.nn.functional.rms_norm` and `LayerNorm`), and one block's attention with mixed 2D RoPE (vlm's
+`RopeAttention` + `RotaryEmbedding2d` vs timm's `EvaAttention` and `AttentionRope` with `RotaryEmbeddingMixed`).
+A piece is kept hand-written only where it wins.
 """
 from __future__ import annotations
 
@@ -88,6 +95,78 @@ def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
     return 2 * size ** 3 * repeats / (time.perf_counter() - start)
 
 
+def component_steps(batch: int = 16, tokens: int = 197, width: int = 384, heads: int = 6,
+                    depth: int = 12) -> Dict[str, Dict[str, Callable[[], None]]]:
+    """Forward + backward closures of each piece, grouped: {'RMSNorm': {...}, 'attention + mixed RoPE': {...}}."""
+    from timm.layers.attention import AttentionRope
+    from timm.layers.pos_embed_sincos import RotaryEmbeddingMixed
+    from timm.models.eva import EvaAttention
+
+    from vlm.layers.rms_norm import FastRmsNorm
+    from vlm.layers.rope_2d import RotaryEmbedding2d
+    from vlm.layers.rope_attention import RopeAttention
+
+    torch.manual_seed(0)
+    grid = int((tokens - 1) ** 0.5)
+    x = torch.randn(batch, tokens, width)
+
+    def step(module: torch.nn.Module, table: Callable[[], object] = None) -> Callable[[], None]:
+        inputs = x.clone().requires_grad_(True)
+
+        def run() -> None:
+            out = module(inputs) if table is None else module(inputs, rope=table())
+            out.sum().backward()
+        return run
+
+    class TorchRmsNorm(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.ones(width))
+
+        def forward(self, tensor: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.rms_norm(tensor, (width,), self.weight, 1e-6)
+
+    vlm_rope = RotaryEmbedding2d(width // heads, heads, depth, 'mixed')
+    timm_rope = RotaryEmbeddingMixed(width, depth, heads, temperature=10.0, grid_indexing='ij')
+    return {
+        'RMSNorm': {
+            'vlm FastRmsNorm': step(FastRmsNorm(width)),
+            'timm RmsNorm': step(RmsNorm(width)),
+            'torch F.rms_norm': step(TorchRmsNorm()),
+            'torch LayerNorm (reference: no RMS)': step(torch.nn.LayerNorm(width)),
+        },
+        'attention + mixed RoPE (one block)': {
+            'vlm RopeAttention + RotaryEmbedding2d': step(RopeAttention(width, heads),
+                                                          lambda: vlm_rope.get_embed((grid, grid))[0]),
+            'timm EvaAttention + RotaryEmbeddingMixed': step(
+                EvaAttention(width, heads, qkv_bias=True, num_prefix_tokens=1, scale_norm=False),
+                lambda: timm_rope.get_embed((grid, grid))[0]),
+            'timm AttentionRope + RotaryEmbeddingMixed': step(
+                AttentionRope(width, heads, qkv_bias=True, num_prefix_tokens=1),
+                lambda: timm_rope.get_embed((grid, grid))[0]),
+        },
+    }
+
+
+def measure_components(rounds: int, repeats: int) -> None:
+    """Print each piece's median fwd+bwd time and its ratio to the group's first (vlm's) piece."""
+    for group, steps in component_steps().items():
+        times = {name: [] for name in steps}
+        for run in steps.values():
+            run()
+        for _ in range(rounds):
+            for name, run in steps.items():
+                start = time.perf_counter()
+                for _ in range(repeats):
+                    run()
+                times[name].append((time.perf_counter() - start) / repeats * 1e3)
+        first = statistics.median(next(iter(times.values())))
+        print(f"{group}: forward + backward, (16, 197, 384), {torch.get_num_threads()} threads")
+        for name, values in times.items():
+            median = statistics.median(values)
+            print(f"  {name:<48} {median:8.2f} ms  {median / first:6.2f}x vlm's")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--batch-size', type=int, default=16)
@@ -95,7 +174,11 @@ def main() -> None:
     parser.add_argument('--rounds', type=int, default=3, help='alternating rounds over all models')
     parser.add_argument('--steps', type=int, default=3, help='timed steps per model per round')
     parser.add_argument('--only', nargs='*', help='substrings selecting models besides the reference')
+    parser.add_argument('--components', action='store_true', help='time RMSNorm and RoPE attention pieces instead')
     args = parser.parse_args()
+    if args.components:
+        measure_components(rounds=max(args.rounds, 5), repeats=10)
+        return
 
     torch.manual_seed(0)
     factories = build_models()

@@ -5,11 +5,11 @@ Each row starts from the same checkpoint and fine-tunes for `--epochs` epochs wi
 (the 0 % row fine-tunes just as long without pruning: the dense reference). Sparsity is reached on the cubic
 schedule by the start of the second-to-last epoch (one-shot when `--epochs` is 1 or 2), so the last epoch trains
 at the final sparsity; then the model, its pruning made permanent, is validated. The sparsity column is counted
-independently on the final weights (`vlm.sparsity.encoder_sparsity`). Inference time: forward passes of the whole
+independently on the final weights (`vlm.encoder.sparsity.encoder_sparsity`). Inference time: forward passes of the whole
 classifier on one validation batch (fp32, eval, inference mode), models alternating round by round, as the
 median time of each over that of the dense fine-tuned model: unstructured zeros in dense tensors run at dense
 speed (ratio ~1); `--mode channels` adds the time of the encoder with its zeroed MLP channels removed for real
-(`vlm.sparsity.slim_mlp_channels`).
+(`vlm.encoder.sparsity.slim_mlp_channels`).
 
     python benchmarks/pruning_table.py --config configs/shapes/classification.yaml \
         --ckpt runs/shapes_classification/version_0/checkpoints/last.ckpt [--epochs 2] [--mode unstructured] \
@@ -63,7 +63,7 @@ def fine_tune(config: str, ckpt: str, sparsity: float, mode: str, epochs: int, o
               overrides: Sequence[str], from_ema: bool) -> tuple:
     """Fine-tune from `ckpt` with the encoder pruned to `sparsity`; returns (task, val metrics, datamodule)."""
     from vlm.callbacks import EncoderPruning
-    from vlm.lightning_cli import VlmCLI
+    from vlm.cli.lightning import VlmCLI
 
     logger = ['--trainer.logger', 'lightning.pytorch.loggers.CSVLogger', '--trainer.logger.save_dir', str(out),
               '--trainer.logger.name', f'{mode}_{round(sparsity * 100):02d}']
@@ -96,7 +96,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument('--out', default='runs/pruning_table', help='where the fine-tuning runs log')
     args, overrides = parser.parse_known_args(argv)
     overrides = [o for o in overrides if o != '--']
-    from vlm.sparsity import encoder_sparsity, slim_mlp_channels
+    from vlm.encoder.sparsity import encoder_sparsity, slim_mlp_channels
 
     out = Path(args.out)
     sparsities = sorted(set([0.0, *args.sparsities]))  # the dense fine-tuned model is the timing reference

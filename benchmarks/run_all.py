@@ -150,7 +150,7 @@ def pruning_rows(quick: bool) -> List[Row]:
 
     import vlm  # noqa: F401  (registers the encoders)
     from benchmarks.pruning_table import inference_times
-    from vlm.sparsity import prunable_parameters, slim_mlp_channels
+    from vlm.encoder.sparsity import prunable_parameters, slim_mlp_channels
 
     torch.manual_seed(0)
     dense = timm.create_model('vlm_vit_tiny_patch16_rope_rms', patch_size=8, img_size=64, depth=6, num_classes=6)

@@ -60,7 +60,8 @@ def test_classification_ddp_trains_checkpoints_once_and_validates_like_one_proce
         'seed_everything': 0,
         'trainer': _trainer(tmp_path, 'cls', max_epochs=2),
         'model': {'class_path': 'vlm.tasks.ImageClassifier', 'init_args': {
-            'encoder': 'vlm_vit_tiny_patch16_rope_rms', 'encoder_kwargs': TINY_ENCODER, 'lr': 1e-3}},
+            'encoder': 'vlm_vit_tiny_patch16_rope_rms', 'encoder_kwargs': TINY_ENCODER,
+            'optimization': {'lr': 1e-3}}},
         'data': {'class_path': 'vlm.data.ClassificationDataModule', 'init_args': {
             'root': str(tmp_path / 'imagenet'), 'image_size': 32, 'crop_pct': 1.0, 'batch_size': 2,
             'num_workers': 0}},
@@ -123,7 +124,7 @@ def test_vision_language_fsdp2_sharded_checkpoint_loads_back_to_the_same_outputs
             'encoder': 'vlm_vit_tiny_patch16_rope_rms', 'encoder_kwargs': TINY_ENCODER,
             'decoder': {**TINY_DECODER, 'max_position_embeddings': 128},
             'pixel_shuffle': 2, 'image_size': 64, 'tokenizer_vocab_size': 300, 'max_new_tokens': 3,
-            'monitor': 'val/loss', 'lr': 1e-3}},
+            'monitor': 'val/loss', 'optimization': {'lr': 1e-3}}},
         'data': {'class_path': 'vlm.data.VisionLanguageDataModule', 'init_args': {
             'root': str(shapes), 'tasks': ['captions'], 'train_images': 'images/train', 'val_images': 'images/val',
             'train_captions': 'annotations/captions_train.json', 'val_captions': 'annotations/captions_val.json',

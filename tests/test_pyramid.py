@@ -2,8 +2,7 @@
 import pytest
 import torch
 
-from vlm.pyramid import SimpleFeaturePyramid
-from vlm.tasks.detection_backbone import ViTDetBackbone
+from vlm.models import SimpleFeaturePyramid, ViTDetBackbone
 
 TINY = dict(depth=2, embed_dim=32, num_heads=2)
 

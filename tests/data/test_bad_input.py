@@ -10,7 +10,12 @@ from PIL import Image
 
 from tests.data import fixtures
 from vlm.data import (
-    ClassificationFolder, CocoInstances, DataError, SegmentationFolder, SkippedSample, load_rgb,
+    ClassificationFolder,
+    CocoInstances,
+    DataError,
+    SegmentationFolder,
+    SkippedSample,
+    load_rgb,
 )
 from vlm.data.collate import collate_classification, collate_detection
 from vlm.data.skip_report import BadSampleReport

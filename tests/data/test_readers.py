@@ -6,8 +6,14 @@ from pycocotools.coco import COCO
 
 from tests.data import fixtures
 from vlm.data import (
-    CategoryMap, ClassificationDataModule, CocoCaptions, CocoDataModule, CocoInstances, CocoSemantic,
-    SegmentationDataModule, VqaV2,
+    CategoryMap,
+    ClassificationDataModule,
+    CocoCaptions,
+    CocoDataModule,
+    CocoInstances,
+    CocoSemantic,
+    SegmentationDataModule,
+    VqaV2,
 )
 
 

@@ -11,13 +11,20 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from vlm.data import cli
-from vlm.data.shapes import (CATEGORIES, CLASSIFICATION_CLASSES, COLOURS, META_FILE, SEGMENTATION_CLASSES,
-                             generate_shapes, shapes_paths)
+from vlm.cli import data as cli
+from vlm.data.shapes import (
+    CATEGORIES,
+    CLASSIFICATION_CLASSES,
+    COLOURS,
+    META_FILE,
+    SEGMENTATION_CLASSES,
+    generate_shapes,
+    shapes_paths,
+)
 from vlm.data.shapes import generate as generate_module
 from vlm.data.shapes.captions import make_captions
-from vlm.data.shapes.geometry import shape_mask
 from vlm.data.shapes.generate import image_rngs
+from vlm.data.shapes.geometry import shape_mask
 from vlm.data.shapes.scene import layout_scene, seen_objects
 from vlm.data.shapes.vqa import make_questions
 

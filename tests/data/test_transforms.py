@@ -1,16 +1,19 @@
 """Transforms keep boxes, masks and label maps aligned with the image; real photographs pass the readers."""
 import json
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from timm.data import IMAGENET_DEFAULT_MEAN as IMAGENET_MEAN
+from timm.data import IMAGENET_DEFAULT_STD as IMAGENET_STD
 from torchvision import tv_tensors
 
-from vlm.data import ClassificationFolder, CocoInstances, transforms as T
-from vlm.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from vlm.data import ClassificationFolder, CocoInstances
+from vlm.data import transforms as T
+from vlm.data.transforms import IMAGENET
+from vlm.encoder import encoder_normalization
 
 
 def _scene(height, width, boxes):
@@ -108,5 +111,5 @@ def test_real_photographs_through_readers_and_eval_transforms(tmp_path, name):
 
 
 def test_normalisation_comes_from_the_encoder_config():
-    assert T.normalization_for('vlm_vit_small_patch16_rope_rms') == (IMAGENET_MEAN, IMAGENET_STD)
-    assert T.normalization_for('vit_base_patch16_clip_224.openai')[0] != IMAGENET_MEAN
+    assert encoder_normalization('vlm_vit_small_patch16_rope_rms') == IMAGENET
+    assert encoder_normalization('vit_base_patch16_clip_224.openai')[0] != IMAGENET[0]

@@ -80,14 +80,20 @@ def test_unknown_choices_are_refused():
 def test_patch_dropout_keeps_the_right_rope_rows(rope_type):
     model = timm.create_model(
         'vlm_vit_tiny_patch16_rope_rms', rope_type=rope_type, patch_drop_rate=0.5, **TINY).train()
-    table = model.rope((4, 4))
+    table = model.rope.get_embed((4, 4))  # one row per patch
     keep = torch.tensor([[0, 5, 9], [15, 2, 3]])
-    gathered = model._gather_rope(table, keep)
-    rows = torch.cat([torch.zeros(2, 1, dtype=torch.long), keep + 1], 1)
+
+    def drop(x):  # timm's PatchDropoutWithIndices with these patches kept: (prefix + kept tokens, indices)
+        rows = torch.cat([torch.zeros(2, 1, dtype=torch.long), keep + 1], 1)
+        return x.gather(1, rows[..., None].expand(-1, -1, x.shape[-1])), keep
+
+    model.patch_drop.forward = drop
+    _, gathered = model._pos_embed(model.patch_embed(torch.randn(2, 3, 64, 64)))  # Eva's own _pos_embed
     for b in range(2):
-        expected = table[..., rows[b], :]
-        got = gathered[:, b] if rope_type == 'mixed' else gathered[b]
+        expected = table[..., keep[b], :]
+        got = gathered[:, b] if rope_type == 'mixed' else gathered[b, 0]
         torch.testing.assert_close(got, expected)
+    del model.patch_drop.forward
     assert model(torch.randn(2, 3, 64, 64)).shape == (2, 192)
 
 

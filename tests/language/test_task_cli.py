@@ -8,9 +8,9 @@ import yaml
 
 from vlm.cli import main as vlm_main
 from vlm.data import VisionLanguageDataModule
-from vlm.data.collate import collate_records
 from vlm.data.shapes import generate_shapes
 from vlm.encoder.weights import CheckpointShapeError
+from vlm.language.collator import VisionLanguageCollator
 from vlm.language.inference import VisionLanguagePredictor
 from vlm.tasks import VisionLanguageTask
 
@@ -49,7 +49,8 @@ def _config(tmp_path: Path, shapes: Path, **model_args) -> Path:
         'model': {'class_path': 'vlm.tasks.VisionLanguageTask', 'init_args': {
             'encoder': 'vlm_vit_tiny_patch16_rope_rms', 'encoder_kwargs': TINY_ENCODER, 'decoder': TINY_DECODER,
             'pixel_shuffle': 2, 'image_size': 64, 'tokenizer_vocab_size': 300, 'max_new_tokens': 4,
-            'monitor': 'val/vqa_acc', 'lr': 1e-3, 'warmup_epochs': 0.1, **model_args}},
+            'monitor': 'val/vqa_acc', 'optimization': {'lr': 1e-3, 'warmup_epochs': 0.1},
+            **model_args}},
         'data': {'class_path': 'vlm.data.VisionLanguageDataModule', 'init_args': {
             'root': str(shapes), 'tasks': ['captions', 'vqa'], **_shapes_paths(), 'image_size': 64, 'batch_size': 4,
             'num_workers': 0}},
@@ -109,7 +110,7 @@ def test_fit_validate_export_caption_ask(tmp_path, shapes, capsys):
 def test_freeze_policy_and_learning_rates():
     task = VisionLanguageTask(encoder='vlm_vit_tiny_patch16_rope_rms', encoder_kwargs=TINY_ENCODER,
                               decoder=TINY_DECODER, pixel_shuffle=2, image_size=64,
-                              trainable=('projector', 'decoder'), lr=1e-3, lr_decoder=1e-4)
+                              trainable=('projector', 'decoder'), optimization={'lr': 1e-3}, lr_decoder=1e-4)
     task.build(tiny_tokenizer())
     assert not any(p.requires_grad for p in task.model.encoder.parameters())
     assert all(p.requires_grad for p in task.model.projector.parameters())
@@ -166,18 +167,30 @@ def test_grouped_records_train_on_several_texts_per_image_encoded_once(shapes):
     datamodule.setup('fit')
     captions, questions = datamodule.datasets['train'].datasets
     assert len(questions) == len(captions)  # one record per image, holding all its questions
-    batch = collate_records([captions[0], questions[0], questions[1]])
+    records = [captions[0], questions[0], questions[1]]
     task = VisionLanguageTask(encoder='vlm_vit_tiny_patch16_rope_rms', encoder_kwargs=TINY_ENCODER,
-                              decoder=TINY_DECODER, pixel_shuffle=2, image_size=64, texts_per_image=0)
+                              decoder={**TINY_DECODER, 'max_position_embeddings': 256}, pixel_shuffle=2, image_size=64,
+                              texts_per_image=0)
     task.build(tiny_tokenizer())
-    texts = len(batch['captions'][0]) + len(batch['qa'][1]) + len(batch['qa'][2])
-    inputs = task.batch_inputs(batch, training=True)
+    texts = len(records[0]['captions']) + len(records[1]['qa']) + len(records[2]['qa'])
+    inputs = VisionLanguageCollator(task.processor, training=True, texts_per_image=0)(records)['inputs']
     assert inputs['input_ids'].shape[0] == texts and inputs['pixel_values'].shape[0] == 3
-    runs = [len(batch['captions'][0]), len(batch['qa'][1]), len(batch['qa'][2])]
+    runs = [len(records[0]['captions']), len(records[1]['qa']), len(records[2]['qa'])]
     assert inputs['image_index'].tolist() == [i for i, n in enumerate(runs) for _ in range(n)]
-    task.hparams.texts_per_image = 2
-    assert task.batch_inputs(batch, training=True)['input_ids'].shape[0] == 6
-    evaluation = task.batch_inputs(batch, training=False)  # the first caption / question of each record
-    assert evaluation['input_ids'].shape[0] == 3 and evaluation['image_index'].tolist() == [0, 1, 2]
+    two = VisionLanguageCollator(task.processor, training=True, texts_per_image=2)(records)['inputs']
+    assert two['input_ids'].shape[0] == 6
+    # evaluation: the first caption / question of each record, with its prompt for generation
+    evaluation = VisionLanguageCollator(task.processor, training=False)(records)
+    assert evaluation['inputs']['input_ids'].shape[0] == 3 and evaluation['inputs']['image_index'].tolist() == [0, 1, 2]
+    assert evaluation['generation_inputs']['input_ids'].shape[0] == 3
+    assert evaluation['targets'][1]['question_id'] == records[1]['qa'][0]['question_id']
+    # packed: all the chosen questions of an image in one multi-turn sequence, the image once
+    packing = VisionLanguageCollator(task.processor, training=True, texts_per_image=2, packing='turns')
+    packed = packing(records)['inputs']
+    assert packed['input_ids'].shape[0] == 2 + 1 + 1  # captions stay one sequence each
+    eos = task.processor.tokenizer.eos_token_id
+    learned_eos = (packed['labels'] == eos).sum(1).tolist()
+    assert learned_eos[:2] == [1, 1] and learned_eos[2:] == [2, 2]  # two answers learned in each packed sequence
+    assert packed['image_index'].tolist() == [0, 0, 1, 2]
     with pytest.raises(ValueError, match='texts_per_image'):
         VisionLanguageTask(texts_per_image=-1)

@@ -11,8 +11,8 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, Dataset
 
+from vlm.cli.lightning import VlmCLI
 from vlm.data.collate import collate_classification
-from vlm.lightning_cli import VlmCLI
 
 
 class RandomImages(Dataset):
@@ -79,7 +79,8 @@ def write_classifier_config(tmp_path: Path, name: str, encoder_kwargs: Dict[str,
                     'logger': {'class_path': 'lightning.pytorch.loggers.CSVLogger',
                                'init_args': {'save_dir': str(tmp_path / 'runs'), 'name': name}}, **trainer},
         'model': {'class_path': 'vlm.tasks.ImageClassifier', 'init_args': {
-            'encoder': 'vlm_vit_tiny_patch16_rope_rms', 'encoder_kwargs': encoder_kwargs, 'lr': 1e-3, **model}},
+            'encoder': 'vlm_vit_tiny_patch16_rope_rms', 'encoder_kwargs': encoder_kwargs,
+            **model, 'optimization': {'lr': 1e-3, **model.get('optimization', {})}}},
         'data': {'class_path': 'tests.tasks.in_memory.InMemoryClassificationData', 'init_args': {'n': n}},
     }
     path = tmp_path / f'{name}.yaml'

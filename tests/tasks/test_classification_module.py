@@ -2,7 +2,7 @@
 import lightning as L
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 from vlm.tasks import ImageClassifier
 
@@ -40,7 +40,8 @@ def _trainer(**kwargs):
 
 
 def test_layer_decay_groups_have_the_expected_lr_scales():
-    model = ImageClassifier(num_classes=3, layer_decay=0.5, lr=1e-2, warmup_epochs=0, min_lr=1e-2, **ENCODER)
+    model = ImageClassifier(num_classes=3, **ENCODER,
+                            optimization=dict(layer_decay=0.5, lr=1e-2, warmup_epochs=0, min_lr=1e-2))
     trainer = _trainer(max_steps=1)
     trainer.fit(model, _loader())
     groups = trainer.optimizers[0].param_groups
@@ -56,7 +57,7 @@ def test_layer_decay_groups_have_the_expected_lr_scales():
 
 
 def test_warmup_then_cosine():
-    model = ImageClassifier(num_classes=3, lr=1e-2, warmup_epochs=1, min_lr=0.0, **ENCODER)
+    model = ImageClassifier(num_classes=3, **ENCODER, optimization=dict(lr=1e-2, warmup_epochs=1, min_lr=0.0))
     lrs = []
 
     class Record(L.Callback):
@@ -69,7 +70,7 @@ def test_warmup_then_cosine():
 
 
 def test_ema_differs_from_live_weights_and_is_what_gets_evaluated():
-    model = ImageClassifier(num_classes=3, ema_decay=0.5, eval_ema=True, lr=1e-2, **ENCODER)
+    model = ImageClassifier(num_classes=3, ema_decay=0.5, eval_ema=True, **ENCODER, optimization=dict(lr=1e-2))
     _trainer(max_epochs=2).fit(model, _loader())
     live = dict(model.model.named_parameters())
     ema = dict(model.ema.module.named_parameters())
@@ -114,6 +115,6 @@ def test_fine_tuning_from_local_weights_skips_the_old_head(tmp_path):
     from safetensors.torch import save_file
     source = ImageClassifier(num_classes=7, **ENCODER)
     save_file(source.model.state_dict(), str(tmp_path / 'pretrained.safetensors'))
-    model = ImageClassifier(num_classes=3, pretrained_weights=str(tmp_path / 'pretrained.safetensors'), **ENCODER)
+    model = ImageClassifier(num_classes=3, encoder_weights=str(tmp_path / 'pretrained.safetensors'), **ENCODER)
     torch.testing.assert_close(model.model.blocks[1].mlp.fc1.weight, source.model.blocks[1].mlp.fc1.weight)
     assert model.model.head.weight.shape == (3, 64)

@@ -27,7 +27,7 @@ def _config(tmp_path: Path, root: Path, **model_args) -> Path:
         'model': {'class_path': 'vlm.tasks.ImageClassifier', 'init_args': {
             'encoder': 'vlm_vit_tiny_patch16_rope_rms',
             'encoder_kwargs': {'patch_size': 8, 'img_size': 32, 'depth': 2, 'embed_dim': 64, 'num_heads': 2},
-            'lr': 1e-3, 'warmup_epochs': 0.5, **model_args}},
+            'optimization': {'lr': 1e-3, 'warmup_epochs': 0.5}, **model_args}},
         'data': {'class_path': 'vlm.data.ClassificationDataModule', 'init_args': {
             'root': str(root), 'image_size': 32, 'crop_pct': 1.0, 'batch_size': 4, 'num_workers': 0}},
     }
@@ -129,3 +129,16 @@ def test_console_script_lists_all_commands():
     assert result.returncode == 0
     for command in ('fit', 'validate', 'test', 'predict', 'data', 'evaluate-coco'):
         assert f'  {command} ' in result.stdout
+
+
+def test_the_datamodule_normalises_as_the_model_encoder_expects(tmp_path, imagenet):
+    """The config names the encoder once: the CLI links its normalisation (timm's pretrained config) to the
+    datamodule; an encoder trained with other statistics gets those."""
+    from vlm.cli.lightning import VlmCLI
+
+    config = _config(tmp_path, imagenet)
+    vlm_encoder = VlmCLI(args=['--config', str(config)], run=False)
+    assert vlm_encoder.datamodule.stats == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    other = VlmCLI(args=['--config', str(config), '--model.init_args.encoder', 'vit_tiny_patch16_224.augreg_in21k',
+                         '--model.init_args.encoder_kwargs', '{"img_size": 32}'], run=False)
+    assert other.datamodule.stats == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))

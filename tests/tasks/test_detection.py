@@ -11,13 +11,13 @@ from lightning.pytorch.loggers import CSVLogger
 from PIL import Image
 from torchvision import tv_tensors
 
+from vlm.callbacks.prediction_writer import PredictionWriter
 from vlm.cli import main as vlm_main
 from vlm.data import CocoDataModule
 from vlm.data.shapes import generate_shapes
 from vlm.evaluation import STAT_NAMES
-from vlm.prediction_writer import PredictionWriter
+from vlm.models import ViTDetBackbone
 from vlm.tasks import ImageClassifier, ObjectDetector
-from vlm.tasks.detection_backbone import ViTDetBackbone
 
 REPO = Path(__file__).resolve().parents[2]
 ENCODER_KWARGS = dict(patch_size=8, img_size=64, depth=2, embed_dim=64, num_heads=2)
@@ -115,7 +115,7 @@ def test_fit_evaluates_coco_map_with_the_dataset_ids_and_predicts_files(shapes, 
 
 def test_layer_decay_scales_the_encoder_blocks_only(shapes, tmp_path):
     datamodule = _datamodule(shapes)
-    model = _model('fcos', datamodule, layer_decay=0.5, lr=1e-2, min_lr=1e-2, warmup_epochs=0)
+    model = _model('fcos', datamodule, optimization=dict(layer_decay=0.5, lr=1e-2, min_lr=1e-2, warmup_epochs=0))
     trainer = _trainer(tmp_path, max_steps=1, limit_val_batches=0)
     trainer.fit(model, datamodule=datamodule)
     names = {id(p): n for n, p in model.named_parameters()}
@@ -133,7 +133,7 @@ def test_layer_decay_scales_the_encoder_blocks_only(shapes, tmp_path):
     decay = {names[id(p)]: group['weight_decay'] for group in trainer.optimizers[0].param_groups
              for p in group['params']}
     assert decay[encoder + 'cls_token'] == 0.0 and decay[encoder + 'blocks.0.attn.qkv.bias'] == 0.0
-    assert decay[encoder + 'blocks.0.attn.qkv.weight'] == model.weight_decay
+    assert decay[encoder + 'blocks.0.attn.qkv.weight'] == model.optimization.weight_decay
 
 
 def test_encoder_initialised_from_a_classification_checkpoint(tmp_path):
@@ -178,8 +178,8 @@ def test_tiny_fcos_overfits_four_images(shapes, tmp_path):
     steps = 60
     datamodule = _datamodule(shapes, train_images='images/val', train_annotations='annotations/instances_val.json',
                              scale_range=(1.0, 1.0), color_jitter=0.0)
-    model = _model('fcos', datamodule, pyramid_strides=[4, 8, 16], extra_levels=0, lr=2e-3, weight_decay=0.0,
-                   warmup_epochs=3, min_lr=2e-4)
+    model = _model('fcos', datamodule, pyramid_strides=[4, 8, 16], extra_levels=0,
+                   optimization=dict(lr=2e-3, weight_decay=0.0, warmup_epochs=3, min_lr=2e-4))
     trainer = _trainer(tmp_path, max_steps=-1, max_epochs=steps, check_val_every_n_epoch=steps, limit_val_batches=None,
                        enable_checkpointing=False, logger=False)
     trainer.fit(model, datamodule=datamodule)  # one step per epoch on the 4 val images, evaluated at the end

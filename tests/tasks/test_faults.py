@@ -42,7 +42,8 @@ def _config(tmp_path, root, name, callbacks=()):
                     'logger': {'class_path': 'lightning.pytorch.loggers.CSVLogger',
                                'init_args': {'save_dir': str(tmp_path / 'runs'), 'name': name}}},
         'model': {'class_path': 'vlm.tasks.ImageClassifier', 'init_args': {
-            'encoder': 'vlm_vit_tiny_patch16_rope_rms', 'lr': 2e-3, 'warmup_epochs': 0.5, 'label_smoothing': 0.0,
+            'encoder': 'vlm_vit_tiny_patch16_rope_rms', 'optimization': {'lr': 2e-3, 'warmup_epochs': 0.5},
+            'label_smoothing': 0.0,
             'encoder_kwargs': {'patch_size': 8, 'img_size': 32, 'depth': 2, 'embed_dim': 64, 'num_heads': 2}}},
         'data': {'class_path': 'vlm.data.ClassificationDataModule', 'init_args': {
             'root': str(root), 'image_size': 32, 'crop_pct': 1.0, 'batch_size': 16, 'num_workers': 0,

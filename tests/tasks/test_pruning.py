@@ -13,8 +13,8 @@ import torch
 import torch.nn.utils.prune as prune
 
 from vlm.callbacks import EncoderPruning
-from vlm.lightning_cli import VlmCLI
-from vlm.sparsity import encoder_sparsity, prunable_parameters, slim_mlp_channels, sparsity
+from vlm.cli.lightning import VlmCLI
+from vlm.encoder.sparsity import encoder_sparsity, prunable_parameters, slim_mlp_channels, sparsity
 
 from .in_memory import fit, write_classifier_config
 
@@ -43,7 +43,7 @@ def test_sparsity_is_the_fraction_of_zeros_pruned_or_permanent():
 def _config(tmp_path: Path, name: str, pruning: Dict[str, Any], epochs: int = 2) -> Path:
     trainer = {'max_epochs': epochs, 'log_every_n_steps': 1,
                'callbacks': [{'class_path': 'vlm.callbacks.EncoderPruning', 'init_args': pruning}]}
-    return write_classifier_config(tmp_path, name, TINY, trainer, {'warmup_epochs': 0}, n=8)
+    return write_classifier_config(tmp_path, name, TINY, trainer, {'optimization': {'warmup_epochs': 0}}, n=8)
 
 
 def _pruning(cli: VlmCLI) -> EncoderPruning:

@@ -13,13 +13,14 @@ from PIL import Image
 from torch.utils.data import ConcatDataset, DataLoader
 
 from tests.data import fixtures
+from vlm.callbacks.prediction_writer import PredictionWriter
 from vlm.cli import main as vlm_main
 from vlm.data import CocoSemantic, DataError, SegmentationDataModule, SegmentationFolder, SkippedSample
 from vlm.data.collate import collate_segmentation
 from vlm.data.shapes import generate_shapes
-from vlm.prediction_writer import PredictionWriter
+from vlm.models import slide_inference, window_starts
 from vlm.tasks import SemanticSegmenter
-from vlm.tasks.sliding_window import slide_inference, window_starts
+from vlm.tasks.optimization import create_scheduler
 
 REPO = Path(__file__).resolve().parents[2]
 ENCODER_KWARGS = dict(patch_size=8, img_size=64, depth=2, embed_dim=64, num_heads=2)
@@ -155,7 +156,7 @@ def test_sliding_window_averages_overlapping_windows():
 def test_the_model_returns_the_input_size_whole_and_sliding():
     model = SemanticSegmenter(num_classes=3, **TINY).eval()
     for inference in ('whole', 'slide'):
-        model.inference, model.window, model.stride = inference, 32, 24
+        model.model.set_inference(inference, window=32, stride=24)
         for size in ((64, 64), (20, 45), (71, 33)):
             with torch.no_grad():
                 assert model.infer(torch.randn(2, 3, *size)).shape == (2, 3, *size)
@@ -166,26 +167,29 @@ def test_the_model_returns_the_input_size_whole_and_sliding():
 # -- optimisation ----------------------------------------------------------------------------------------------
 
 def test_layer_decay_scales_the_encoder_only_and_poly_schedule(shapes, tmp_path):
-    model = SemanticSegmenter(num_classes=7, layer_decay=0.5, lr=1e-2, min_lr=1e-2, warmup_epochs=0, **TINY)
+    model = SemanticSegmenter(num_classes=7, **TINY,
+                              optimization=dict(layer_decay=0.5, lr=1e-2, min_lr=1e-2, warmup_epochs=0))
     trainer = _trainer(tmp_path, max_steps=1, limit_val_batches=0)
     trainer.fit(model, datamodule=_shapes_datamodule(shapes))
     names = {id(p): n for n, p in model.named_parameters()}
     groups = trainer.optimizers[0].param_groups
     scale = {names[id(p)]: group['lr_scale'] for group in groups for p in group['params']}
-    encoder = 'backbone.encoder.'
+    encoder = 'model.backbone.encoder.'
     # depth 2: stem 0.5^3, block 0 0.5^2, block 1 and the final norm 0.5^1 (timm's grouping), the rest 1.0
     assert scale[encoder + 'patch_embed.proj.weight'] == 0.125
     assert scale[encoder + 'blocks.0.attn.qkv.weight'] == 0.25
     assert scale[encoder + 'blocks.1.mlp.fc2.weight'] == scale[encoder + 'norm.weight'] == 0.5
     others = [name for name in scale if not name.startswith(encoder)]
-    assert any(name.startswith('backbone.pyramid') for name in others) and 'head.classifier.weight' in others
+    assert any(name.startswith('model.backbone.pyramid') for name in others)
+    assert 'model.head.classifier.weight' in others
     assert all(scale[name] == 1.0 for name in others)
     for group in groups:  # flat schedule (min_lr == lr): lr is lr * lr_scale
         assert group['lr'] == pytest.approx(1e-2 * group['lr_scale'])
 
-    poly = SemanticSegmenter(num_classes=7, schedule='poly', poly_power=1.0, lr=1e-2, min_lr=0.0, **TINY)
+    poly = SemanticSegmenter(num_classes=7, **TINY, optimization=dict(schedule='poly', poly_power=1.0, lr=1e-2,
+                                                                      min_lr=0.0))
     optimizer = torch.optim.SGD(poly.parameters(), lr=1e-2)
-    scheduler = poly.build_lr_scheduler(optimizer, total_steps=100, warmup_steps=10)
+    scheduler = create_scheduler(optimizer, poly.optimization, total_steps=100, warmup_steps=10)
     scheduler.step_update(num_updates=55)
     assert optimizer.param_groups[0]['lr'] == pytest.approx(1e-2 * (1 - 55 / 100))  # linear decay to 0
     scheduler.step_update(num_updates=5)
@@ -281,9 +285,9 @@ def test_tiny_model_overfits_four_shapes_images(shapes, tmp_path):
     images = datamodule.datasets['val']
     repeated = DataLoader(ConcatDataset([images] * steps), batch_size=4, collate_fn=collate_segmentation)
     # logits at stride 2 (pyramid strides 2..16): the 8-24 px shapes of 64 px images have thin parts (star tips)
-    model = SemanticSegmenter(num_classes=7, class_names=SHAPES_CLASSES, dropout=0.0, lr=1e-2, weight_decay=0.0,
-                              warmup_epochs=10 / steps, min_lr=1e-4, pyramid_strides=(2, 4, 8, 16),
-                              **{**TINY, 'encoder_kwargs': {**ENCODER_KWARGS, 'embed_dim': 96, 'num_heads': 3}})
+    model = SemanticSegmenter(num_classes=7, class_names=SHAPES_CLASSES, dropout=0.0, pyramid_strides=(2, 4, 8, 16),
+                              **{**TINY, 'encoder_kwargs': {**ENCODER_KWARGS, 'embed_dim': 96, 'num_heads': 3}},
+                              optimization=dict(lr=1e-2, weight_decay=0.0, warmup_epochs=10 / steps, min_lr=1e-4))
     trainer = _trainer(tmp_path, max_steps=-1, max_epochs=1)  # one epoch of `steps` steps on the same 4 images
     trainer.fit(model, train_dataloaders=repeated, val_dataloaders=datamodule.val_dataloader())
     assert float(trainer.callback_metrics['val/mIoU']) >= 0.9

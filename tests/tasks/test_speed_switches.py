@@ -10,8 +10,8 @@ import pytest
 import timm
 import torch
 
+from vlm.cli.lightning import VlmCLI
 from vlm.encoder import dense_features
-from vlm.lightning_cli import VlmCLI
 from vlm.tasks import ImageClassifier, ObjectDetector, SemanticSegmenter, VisionLanguageTask
 from vlm.tasks.base import compile_blocks
 
@@ -95,7 +95,7 @@ def _task_outputs(task: Any, images: torch.Tensor) -> List[torch.Tensor]:
 TASKS: Dict[str, tuple] = {
     'classification': (ImageClassifier, _classifier, 'model'),
     'detection': (ObjectDetector, _detector, 'model.backbone.encoder'),
-    'segmentation': (SemanticSegmenter, _segmenter, 'backbone.encoder'),
+    'segmentation': (SemanticSegmenter, _segmenter, 'model.backbone.encoder'),
     'vision_language': (VisionLanguageTask, _vision_language, 'model.encoder'),
 }
 
@@ -127,7 +127,7 @@ def test_every_task_compiles_its_encoder_to_the_same_outputs(name):
 def _config(tmp_path: Path, name: str, **trainer: Any) -> Path:
     trainer = {'max_epochs': 1, 'limit_val_batches': 0,
                'callbacks': [{'class_path': 'tests.tasks.in_memory.RecordTraining'}], **trainer}
-    return write_classifier_config(tmp_path, name, TINY, trainer, {'warmup_epochs': 0.5, 'label_smoothing': 0.0},
+    return write_classifier_config(tmp_path, name, TINY, trainer, {'optimization': {'warmup_epochs': 0.5}, 'label_smoothing': 0.0},
                                    n=16)
 
 

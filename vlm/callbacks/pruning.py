@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import ModelPruning
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import nn
 
-from vlm.sparsity import PRUNING_MODES, channel_coupled_parameters, prunable_parameters, sparsity
+from vlm.encoder.sparsity import PRUNING_MODES, channel_coupled_parameters, prunable_parameters, sparsity
 
 __all__ = ['EncoderPruning']
 
@@ -30,7 +30,7 @@ class EncoderPruning(ModelPruning):
         fc1 / fc2), the same fraction in each (or one threshold for all with `use_global_unstructured`).
         'channels': structured, L2 norm of each MLP hidden channel (a row of fc1); the channel's fc1 bias and
         fc2 column are zeroed with it, so the block computes as if the channel were removed
-        (`vlm.sparsity.slim_mlp_channels` then removes it for real).
+        (`vlm.encoder.sparsity.slim_mlp_channels` then removes it for real).
     start_epoch / end_epoch: weights are pruned at the start of each epoch from `start_epoch` to `end_epoch`
         (default: `start_epoch` only, one shot), following the cubic schedule of Zhu & Gupta (2017): at the k-th
         of n pruning epochs the sparsity is amount * (1 - (1 - k / n) ** 3). Each step prunes exactly the count
@@ -41,7 +41,7 @@ class EncoderPruning(ModelPruning):
     see the pruned model. Checkpoints hold plain `weight` tensors with the zeros (no `weight_orig` /
     `weight_mask`: ModelPruning's `on_save_checkpoint`), and at the end of fit the pruning is made permanent in
     the module (`prune.remove`), so exported weights are the pruned ones. Logs `train/sparsity` (exact zeros
-    over the pruned tensors, `vlm.sparsity.sparsity`). Not for a task with an EMA of the weights, nor under
+    over the pruned tensors, `vlm.encoder.sparsity.sparsity`). Not for a task with an EMA of the weights, nor under
     FSDP / DeepSpeed (sharded parameters).
     """
 

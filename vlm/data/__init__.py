@@ -1,15 +1,16 @@
 """Datasets, transforms and LightningDataModules for COCO, VQAv2, ImageNet-style folders, label-map
 segmentation, and the embedded shapes dataset (generated in the same formats)."""
+from vlm.errors import DataError
+from vlm.io.images import load_rgb
+
 from .captions import CocoCaptions
 from .coco_instances import CocoInstances, semantic_map_from_instances
 from .coco_json import CategoryMap, CocoIndex
 from .datamodule_base import VlmDataModule, ensure_shapes
-from .datamodules import (ClassificationDataModule, CocoDataModule, SegmentationDataModule,
-                          VisionLanguageDataModule)
-from .errors import DataError, SkipCounter, SkippedSample
+from .datamodules import ClassificationDataModule, CocoDataModule, SegmentationDataModule, VisionLanguageDataModule
 from .image_folder import ClassificationFolder
-from .images import load_rgb
 from .segmentation import CocoSemantic, SegmentationFolder
+from .skipping import SkipCounter, SkippedSample
 from .vqa import VqaV2
 
 __all__ = [

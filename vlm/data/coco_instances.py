@@ -9,11 +9,14 @@ import torch
 from pycocotools import mask as mask_utils
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
+from torchvision.ops import box_convert
 from torchvision.transforms.v2 import functional as TF
 
+from vlm.errors import DataError
+from vlm.io.images import load_rgb
+
 from .coco_json import CocoIndex
-from .errors import DataError, SkipCounter, SkippedSample
-from .images import load_rgb
+from .skipping import SkipCounter, SkippedSample
 
 Target = Dict[str, Any]
 
@@ -90,8 +93,7 @@ class CocoInstances(Dataset):
                                   f"{info['width']}x{info['height']}", record=f'image id {image_id}', field='width/height')
         height, width = pil.height, pil.width
         anns = [a for a in self.index.annotations[image_id] if self.include_crowd or not a.get('iscrowd', 0)]
-        boxes = torch.tensor([a['bbox'] for a in anns], dtype=torch.float32).reshape(-1, 4)
-        boxes[:, 2:] += boxes[:, :2]  # xywh -> xyxy
+        boxes = box_convert(torch.tensor([a['bbox'] for a in anns], dtype=torch.float32).reshape(-1, 4), 'xywh', 'xyxy')
         target: Target = {
             'boxes': tv_tensors.BoundingBoxes(boxes, format='XYXY', canvas_size=(height, width)),
             'labels': torch.tensor([self.categories.label(a['category_id']) for a in anns], dtype=torch.int64),

@@ -1,33 +1,16 @@
-"""Reading and checking COCO-format JSON (instances and captions), and mapping category ids to labels."""
+"""Reading and checking COCO instances JSON, and mapping category ids to contiguous labels."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 
-from .errors import DataError, SkipCounter
+from vlm.errors import DataError
+from vlm.io.json_files import read_json, require
 
-
-def read_json(path: Union[str, Path]) -> Any:
-    """Parse a JSON file; a missing or malformed file raises `DataError` naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, 'annotation file not found')
-    try:
-        with open(path, encoding='utf-8') as file:
-            return json.load(file)
-    except json.JSONDecodeError as error:
-        raise DataError(path, f'not valid JSON ({error})') from error
-
-
-def require(record: Dict[str, Any], fields: Sequence[str], source: Path, what: str) -> None:
-    """Raise `DataError` for the first of `fields` missing from `record`."""
-    for field in fields:
-        if field not in record:
-            raise DataError(source, 'missing required field', record=what, field=field)
+from .skipping import SkipCounter
 
 
 class CategoryMap:
@@ -79,7 +62,6 @@ class CocoIndex:
     def __init__(
             self,
             annotation_file: Union[str, Path],
-            kind: str = 'instances',
             need_segmentation: bool = False,
             skip_counter: Optional[SkipCounter] = None,
             box_tolerance: float = 1.0,
@@ -88,16 +70,14 @@ class CocoIndex:
         data = read_json(self.path)
         if not isinstance(data, dict):
             raise DataError(self.path, 'expected a JSON object with images and annotations')
-        require(data, ('images', 'annotations') + (('categories',) if kind == 'instances' else ()), self.path,
-                'top level')
+        require(data, ('images', 'annotations', 'categories'), self.path, 'top level')
         self.data = data
-        self.kind = kind
         self.images: Dict[int, Dict[str, Any]] = {}
         for image in data['images']:
             require(image, ('id', 'file_name', 'width', 'height'), self.path, f"image {image.get('id', '?')}")
             self.images[int(image['id'])] = image
         self.image_ids: List[int] = sorted(self.images)
-        self.categories = CategoryMap(data['categories']) if kind == 'instances' else None
+        self.categories = CategoryMap(data['categories'])
         self.annotations: Dict[int, List[Dict[str, Any]]] = {i: [] for i in self.image_ids}
         for ann in data['annotations']:
             try:
@@ -111,14 +91,9 @@ class CocoIndex:
 
     def _check(self, ann: Dict[str, Any], need_segmentation: bool, tolerance: float) -> None:
         record = f"annotation id {ann.get('id', '?')}"
-        fields = ('id', 'image_id', 'caption') if self.kind == 'captions' else ('id', 'image_id', 'category_id', 'bbox')
-        require(ann, fields, self.path, record)
+        require(ann, ('id', 'image_id', 'category_id', 'bbox'), self.path, record)
         if int(ann['image_id']) not in self.images:
             raise DataError(self.path, f"unknown image id {ann['image_id']}", record=record, field='image_id')
-        if self.kind == 'captions':
-            if not isinstance(ann['caption'], str) or not ann['caption'].strip():
-                raise DataError(self.path, 'empty caption', record=record, field='caption')
-            return
         if ann['category_id'] not in self.categories:
             raise DataError(self.path, f"unknown category id {ann['category_id']} (known: {self.categories.ids})",
                             record=record, field='category_id')

@@ -1,23 +1,17 @@
 """Collate functions that drop skipped samples and count them by reason, so the count reaches the main process."""
 from __future__ import annotations
 
-from collections import Counter
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, Sequence
 
 import torch
 from torch.utils.data import default_collate
 
-from .errors import SkippedSample
-
-
-def _split(batch: Sequence[Any]) -> Tuple[List[Any], Counter]:
-    skipped = Counter(item.reason for item in batch if isinstance(item, SkippedSample))
-    return [item for item in batch if not isinstance(item, SkippedSample)], skipped
+from .skipping import split_skipped
 
 
 def collate_classification(batch: Sequence[Any]) -> Dict[str, Any]:
     """[(image (3, H, W), label, path)] -> {'images': (B, 3, H, W), 'labels': (B,), 'paths': [str], 'skipped'}."""
-    items, skipped = _split(batch)
+    items, skipped = split_skipped(batch)
     if not items:
         return {'images': torch.empty(0), 'labels': torch.empty(0, dtype=torch.long), 'paths': [], 'skipped': skipped}
     images, labels, paths = default_collate(items)
@@ -26,14 +20,14 @@ def collate_classification(batch: Sequence[Any]) -> Dict[str, Any]:
 
 def collate_detection(batch: Sequence[Any]) -> Dict[str, Any]:
     """[(image (3, Hi, Wi), target)] -> {'images': [..], 'targets': [..], 'skipped': Counter}; sizes may differ."""
-    items, skipped = _split(batch)
+    items, skipped = split_skipped(batch)
     return {'images': [image for image, _ in items], 'targets': [target for _, target in items], 'skipped': skipped}
 
 
 def collate_segmentation(batch: Sequence[Any]) -> Dict[str, Any]:
     """[(image (3, H, W), labels (H, W)[, name])] -> {'images': (B, 3, H, W) or list if sizes differ, 'masks':
     same, 'skipped': Counter, and 'names': [str] when the items carry their names}."""
-    items, skipped = _split(batch)
+    items, skipped = split_skipped(batch)
     images = [item[0] for item in items]
     masks = [item[1].long() for item in items]
     out: Dict[str, Any] = {'images': images, 'masks': masks, 'skipped': skipped}
@@ -49,7 +43,7 @@ def collate_records(batch: Sequence[Any]) -> Dict[str, Any]:
 
     Records of different kinds may share a batch (captions and VQA mixed): a key a record lacks is None there.
     """
-    items, skipped = _split(batch)
+    items, skipped = split_skipped(batch)
     keys = list(dict.fromkeys(key for item in items for key in item))
     out: Dict[str, Any] = {key: [item.get(key) for item in items] for key in keys}
     out['skipped'] = skipped

@@ -8,7 +8,9 @@ from typing import Any, Callable, Dict, Optional, Union
 import lightning as L
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from .errors import DataError
+from vlm.errors import DataError
+
+from .transforms import IMAGENET, Stats
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,10 @@ class VlmDataModule(L.LightningDataModule):
     shapes_root: if set, the embedded shapes dataset is generated there first when missing (so a shapes
         config works on a fresh clone); `shapes_options` are passed to the generator (sizes, seed).
     skip_bad_samples: skip (and count, and report once per epoch) bad images and annotations instead of failing.
-    Subclasses set `collate_fn` and fill `self.datasets[split]` in `setup`.
+    normalization: (mean, std) the images are normalised with; `vlm fit` links it from the model's encoder
+        (`vlm.encoder.encoder_normalization`, timm's pretrained config), so a config names the encoder once;
+        ImageNet's by default. (The detectors normalise inside the model and ignore it.)
+    Subclasses set `collate_fn` (or `collate_for(split)`) and fill `self.datasets[split]` in `setup`.
     """
 
     collate_fn: Callable = staticmethod(default_collate)
@@ -47,6 +52,7 @@ class VlmDataModule(L.LightningDataModule):
             skip_bad_samples: bool = False,
             shapes_root: Optional[str] = None,
             shapes_options: Optional[Dict[str, Any]] = None,
+            normalization: Optional[Stats] = None,
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -56,6 +62,7 @@ class VlmDataModule(L.LightningDataModule):
         self.skip_bad_samples = skip_bad_samples
         self.shapes_root = shapes_root
         self.shapes_options = shapes_options
+        self.stats: Stats = (tuple(normalization[0]), tuple(normalization[1])) if normalization else IMAGENET
         self.datasets: Dict[str, Dataset] = {}
 
     def path(self, relative: Union[str, Path]) -> Path:
@@ -72,8 +79,12 @@ class VlmDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         self.ensure_data()
 
+    def collate_for(self, split: str) -> Callable:
+        """How a split's samples become batches (the subclass's `collate_fn` unless it says otherwise)."""
+        return self.collate_fn
+
     def loader(self, split: str, train: bool = False) -> DataLoader:
-        """The DataLoader of a split set up by `setup`, batched by the subclass's `collate_fn`."""
+        """The DataLoader of a split set up by `setup`, batched by `collate_for(split)`."""
         dataset = self.datasets[split]
         return DataLoader(
             dataset,
@@ -82,7 +93,7 @@ class VlmDataModule(L.LightningDataModule):
             drop_last=train and len(dataset) > self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            collate_fn=self.collate_fn,
+            collate_fn=self.collate_for(split),
         )
 
     def train_dataloader(self) -> DataLoader:

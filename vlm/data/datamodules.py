@@ -5,19 +5,22 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from torch.utils.data import ConcatDataset
 
+from vlm.errors import DataError
+from vlm.io.json_files import read_json
+
 from . import transforms as T
-from .coco_instances import CocoInstances
 from .captions import CocoCaptions
+from .coco_instances import CocoInstances
+from .coco_json import CategoryMap
 from .collate import collate_classification, collate_detection, collate_records, collate_segmentation
-from .coco_json import CategoryMap, read_json
 from .datamodule_base import VlmDataModule
-from .errors import DataError
 from .image_folder import ClassificationFolder, ImageList
 from .segmentation import CocoSemantic, SegmentationFolder
+from .texts import dataset_texts
 from .vqa import VqaV2
 
 
@@ -41,7 +44,6 @@ class ClassificationDataModule(VlmDataModule):
             train_scale: Tuple[float, float] = (0.35, 1.0),
             hflip: float = 0.5,
             color_jitter: float = 0.3,
-            encoder_name: Optional[str] = None,
             **kwargs: Any,
     ) -> None:
         super().__init__(root, **kwargs)
@@ -50,7 +52,6 @@ class ClassificationDataModule(VlmDataModule):
         self.predict_dir = predict_dir or self.test_dir
         self.image_size, self.crop_pct = image_size, crop_pct
         self.train_scale, self.hflip, self.color_jitter = tuple(train_scale), hflip, color_jitter
-        self.stats = T.normalization_for(encoder_name)
 
     @cached_property
     def classes(self) -> List[str]:
@@ -191,7 +192,6 @@ class SegmentationDataModule(VlmDataModule):
             crop_size: int = 512,
             scale_range: Tuple[float, float] = (0.5, 2.0),
             color_jitter: float = 0.2,
-            encoder_name: Optional[str] = None,
             **kwargs: Any,
     ) -> None:
         super().__init__(root, **kwargs)
@@ -211,7 +211,6 @@ class SegmentationDataModule(VlmDataModule):
         self._class_names = class_names
         self.reduce_zero_label, self.ignore_index = reduce_zero_label, ignore_index
         self.crop_size, self.scale_range, self.color_jitter = crop_size, tuple(scale_range), color_jitter
-        self.stats = T.normalization_for(encoder_name)
 
     @cached_property
     def _coco_categories(self) -> CategoryMap:
@@ -256,8 +255,10 @@ class SegmentationDataModule(VlmDataModule):
 
 class VisionLanguageDataModule(VlmDataModule):
     """Image-text data for captioning and VQA: COCO captions and/or VQAv2 (questions + annotations) over the
-    same images. Batches are `collate_records` dicts of per-sample lists ('image', 'captions' or 'question' /
-    'answers' / 'answer', ids); tokenisation is the vision-language model's job.
+    same images. The model's task hands the loaders its collators (`set_collate_fns`, a
+    `vlm.language.VisionLanguageCollator` per split: tokenisation and the loss mask run in the loader workers);
+    without them batches are `collate_records` dicts of per-sample lists ('image', 'captions' or 'question' /
+    'answers' / 'answer', ids).
 
     tasks: which of 'captions' and 'vqa' to read (both: the two datasets are concatenated for training).
     vqa_image_filename: e.g. 'COCO_train2014_{image_id:012d}.jpg' for the VQAv2 2014 images;
@@ -285,7 +286,6 @@ class VisionLanguageDataModule(VlmDataModule):
             val_vqa_image_filename: Optional[str] = None,
             group_by_image: bool = False,
             image_size: int = 224,
-            encoder_name: Optional[str] = None,
             **kwargs: Any,
     ) -> None:
         super().__init__(root, **kwargs)
@@ -300,7 +300,15 @@ class VisionLanguageDataModule(VlmDataModule):
         }
         self.vqa_image_filename = {'train': vqa_image_filename,
                                    'val': val_vqa_image_filename or vqa_image_filename}
-        self.transform = T.vision_language(image_size, T.normalization_for(encoder_name))
+        self.transform = T.vision_language(image_size, self.stats)
+        self.collate_fns: Dict[str, Callable] = {}
+
+    def set_collate_fns(self, train: Callable, evaluate: Callable) -> None:
+        """The collators of the training split and of the evaluation splits (val, test, predict)."""
+        self.collate_fns = {'train': train, 'val': evaluate, 'test': evaluate, 'predict': evaluate}
+
+    def collate_for(self, split: str) -> Callable:
+        return self.collate_fns.get(split, collate_records)
 
     def _dataset(self, split: str):
         images, captions, questions, answers = self.paths[split]
@@ -316,8 +324,6 @@ class VisionLanguageDataModule(VlmDataModule):
     def training_texts(self) -> Iterator[str]:
         """The training split's captions and questions with their answers, in prompt form, read from the
         annotation files alone (no image is opened): what a tokenizer is trained on, at any stage."""
-        from vlm.language.corpus import dataset_texts  # the language package imports this module
-
         self.ensure_data()
         return dataset_texts(self.datasets.get('train') or self._dataset('train'))
 

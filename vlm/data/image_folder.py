@@ -9,8 +9,10 @@ from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from .errors import DataError, SkipCounter, SkippedSample
-from .images import load_rgb
+from vlm.errors import DataError
+from vlm.io.images import load_rgb
+
+from .skipping import SkipCounter, SkippedSample
 
 
 class ClassificationFolder(ImageFolder):

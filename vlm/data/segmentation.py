@@ -11,9 +11,11 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
+from vlm.errors import DataError
+from vlm.io.images import load_rgb
+
 from .coco_instances import CocoInstances, semantic_map_from_instances
-from .errors import DataError, SkipCounter, SkippedSample
-from .images import load_rgb
+from .skipping import SkipCounter, SkippedSample
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 Item = Tuple[tv_tensors.Image, tv_tensors.Mask]

@@ -5,7 +5,7 @@ from typing import Any, Dict
 
 import lightning as L
 
-from .errors import SkipCounter
+from .skipping import SkipCounter
 
 
 class BadSampleReport(L.Callback):

@@ -1,25 +1,15 @@
 """Train and eval pipelines on `torchvision.transforms.v2`: boxes, masks and label maps move with the image."""
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
-import timm
 import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-Stats = Tuple[Tuple[float, ...], Tuple[float, ...]]
-
-
-def normalization_for(encoder_name: Optional[str]) -> Stats:
-    """(mean, std) from a timm model's pretrained config (vlm encoders included); ImageNet's when unknown."""
-    if encoder_name:
-        cfg = timm.models.get_pretrained_cfg(encoder_name)
-        if cfg is not None and cfg.mean is not None:
-            return tuple(cfg.mean), tuple(cfg.std)
-    return IMAGENET_MEAN, IMAGENET_STD
+Stats = Tuple[Sequence[float], Sequence[float]]  # (mean, std) per RGB channel, e.g. `vlm.encoder.encoder_normalization`
+IMAGENET = (tuple(IMAGENET_DEFAULT_MEAN), tuple(IMAGENET_DEFAULT_STD))
 
 
 def _to_float(mean: Sequence[float], std: Sequence[float], normalize: bool) -> list:
@@ -29,7 +19,7 @@ def _to_float(mean: Sequence[float], std: Sequence[float], normalize: bool) -> l
     return steps
 
 
-def classification_train(size: int, stats: Stats = (IMAGENET_MEAN, IMAGENET_STD), scale=(0.35, 1.0),
+def classification_train(size: int, stats: Stats = IMAGENET, scale=(0.35, 1.0),
                          hflip: float = 0.5, color_jitter: float = 0.3) -> v2.Compose:
     """Random resized crop, flip, colour jitter; PIL or tensor image in, (3, size, size) float out."""
     return v2.Compose([
@@ -41,7 +31,7 @@ def classification_train(size: int, stats: Stats = (IMAGENET_MEAN, IMAGENET_STD)
     ])
 
 
-def classification_eval(size: int, stats: Stats = (IMAGENET_MEAN, IMAGENET_STD), crop_pct: float = 0.875) -> v2.Compose:
+def classification_eval(size: int, stats: Stats = IMAGENET, crop_pct: float = 0.875) -> v2.Compose:
     """Resize the short side to size / crop_pct, centre crop to size (timm's eval convention)."""
     return v2.Compose([
         v2.ToImage(),
@@ -59,7 +49,7 @@ def _sanitize() -> list:
     ]
 
 
-def detection_train(size: int, scale_range=(0.5, 1.5), stats: Stats = (IMAGENET_MEAN, IMAGENET_STD),
+def detection_train(size: int, scale_range=(0.5, 1.5), stats: Stats = IMAGENET,
                     normalize: bool = False, color_jitter: float = 0.2) -> v2.Compose:
     """Large-scale jitter (resize by a random factor of `size`, keep aspect), flip, colour jitter.
 
@@ -75,12 +65,12 @@ def detection_train(size: int, scale_range=(0.5, 1.5), stats: Stats = (IMAGENET_
     ])
 
 
-def detection_eval(stats: Stats = (IMAGENET_MEAN, IMAGENET_STD), normalize: bool = False) -> v2.Compose:
+def detection_eval(stats: Stats = IMAGENET, normalize: bool = False) -> v2.Compose:
     """Images at their own size, as float."""
     return v2.Compose(_to_float(*stats, normalize=normalize))
 
 
-def segmentation_train(size: int, scale_range=(0.5, 2.0), stats: Stats = (IMAGENET_MEAN, IMAGENET_STD),
+def segmentation_train(size: int, scale_range=(0.5, 2.0), stats: Stats = IMAGENET,
                        ignore_index: int = 255, color_jitter: float = 0.2) -> v2.Compose:
     """Random rescale (short side in size * scale_range, bounds included: (1, 1) keeps the size), crop to
     size x size (padding: image 0, labels `ignore_index`), flip, colour jitter."""
@@ -94,11 +84,11 @@ def segmentation_train(size: int, scale_range=(0.5, 2.0), stats: Stats = (IMAGEN
     ])
 
 
-def segmentation_eval(stats: Stats = (IMAGENET_MEAN, IMAGENET_STD)) -> v2.Compose:
+def segmentation_eval(stats: Stats = IMAGENET) -> v2.Compose:
     """Images and label maps at their own size; the model handles any size (whole or sliding window)."""
     return v2.Compose(_to_float(*stats, normalize=True))
 
 
-def vision_language(size: int, stats: Stats = (IMAGENET_MEAN, IMAGENET_STD)) -> v2.Compose:
+def vision_language(size: int, stats: Stats = IMAGENET) -> v2.Compose:
     """Resize to size x size for image-text tasks."""
     return v2.Compose([v2.ToImage(), v2.Resize((size, size), antialias=True), *_to_float(*stats, normalize=True)])

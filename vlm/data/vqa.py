@@ -1,14 +1,95 @@
-"""VQAv2 (official questions + annotations JSON) with the COCO images."""
+"""VQAv2 (official questions + annotations JSON) with the COCO images: the one reader of the format (the dataset
+and `vlm evaluate-vqa` share it), and the dataset."""
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from torch.utils.data import Dataset
 
-from .coco_json import read_json, require
-from .errors import DataError, SkipCounter, SkippedSample
-from .images import load_image_tensor
+from vlm.errors import DataError, SkippedSample
+from vlm.io.images import load_image_tensor
+from vlm.io.json_files import is_id, read_json, require
+
+from .skipping import SkipCounter
+
+
+def read_vqa_questions(path: Union[str, Path]) -> List[Dict[str, Any]]:
+    """The questions of a VQAv2 questions JSON, checked: each an object with an integer, unique question_id, an
+    image_id and a question; else `DataError` naming the file and the record."""
+    path = Path(path)
+    data = read_json(path, 'questions')
+    if not isinstance(data, dict):
+        raise DataError(path, 'expected a JSON object with questions')
+    require(data, ('questions',), path, 'top level')
+    seen = set()
+    for index, question in enumerate(data['questions']):
+        if not isinstance(question, dict):
+            raise DataError(path, 'expected an object', record=f'questions[{index}]')
+        record = f"questions[{index}] (question_id={question.get('question_id', '?')!r})"
+        require(question, ('question_id', 'image_id', 'question'), path, record)
+        question_id = question['question_id']
+        if not is_id(question_id):
+            raise DataError(path, f'question id is not an integer: {question_id!r}', record=record,
+                            field='question_id')
+        if question_id in seen:
+            raise DataError(path, f'duplicate question id {question_id}', record=record, field='question_id')
+        seen.add(question_id)
+    return data['questions']
+
+
+def read_vqa_answers(path: Union[str, Path], questions: List[Dict[str, Any]],
+                     questions_path: Union[str, Path] = 'questions') -> Dict[int, Dict[str, Any]]:
+    """question id -> annotation of a VQAv2 annotations JSON, checked against `questions`: every question needs an
+    annotation and every annotation a question (same image id); answers a non-empty list of {'answer': str}; an
+    answer_type a string. A missing `multiple_choice_answer` is the most common human answer."""
+    path = Path(path)
+    data = read_json(path, 'annotations')
+    if not isinstance(data, dict):
+        raise DataError(path, 'expected a JSON object with annotations')
+    require(data, ('annotations',), path, 'top level')
+    image_of = {question['question_id']: question['image_id'] for question in questions}
+    annotations: Dict[int, Dict[str, Any]] = {}
+    for index, ann in enumerate(data['annotations']):
+        if not isinstance(ann, dict):
+            raise DataError(path, 'expected an object', record=f'annotations[{index}]')
+        record = f"annotations[{index}] (question_id={ann.get('question_id', '?')!r})"
+        require(ann, ('question_id', 'answers'), path, record)
+        question_id = ann['question_id']
+        if not is_id(question_id) or question_id not in image_of:
+            raise DataError(path, f'unknown question id {question_id!r} (not in {questions_path})',
+                            record=record, field='question_id')
+        if question_id in annotations:
+            raise DataError(path, f'duplicate question id {question_id}', record=record, field='question_id')
+        if 'image_id' in ann and ann['image_id'] != image_of[question_id]:
+            raise DataError(path, f"image id {ann['image_id']!r} but the question's is {image_of[question_id]!r}",
+                            record=record, field='image_id')
+        if not isinstance(ann['answers'], list) or not ann['answers']:
+            raise DataError(path, 'expected a non-empty list of answers', record=record, field='answers')
+        for position, answer in enumerate(ann['answers']):
+            if not isinstance(answer, dict) or not isinstance(answer.get('answer'), str):
+                raise DataError(path, f'answers[{position}] has no string answer: {answer!r}'[:200],
+                                record=record, field='answers')
+        if 'answer_type' in ann and not isinstance(ann['answer_type'], str):
+            raise DataError(path, f"answer type is not a string: {ann['answer_type']!r}", record=record,
+                            field='answer_type')
+        annotations[question_id] = ann
+    missing = [question_id for question_id in image_of if question_id not in annotations]
+    if missing:
+        raise DataError(path, f'no annotation for {len(missing)} questions of {questions_path}, e.g. {missing[:5]}',
+                        field='question_id')
+    return annotations
+
+
+def read_vqa_annotations(questions_file: Union[str, Path], annotation_file: Union[str, Path]
+                         ) -> Tuple[Dict[int, List[str]], Dict[int, str]]:
+    """VQAv2 questions + annotations JSON as (question id -> human answers, question id -> answer type): the ground
+    truth of `vlm evaluate-vqa`."""
+    annotations = read_vqa_answers(annotation_file, read_vqa_questions(questions_file), questions_file)
+    answers = {qid: [a['answer'] for a in ann['answers']] for qid, ann in annotations.items()}
+    types = {qid: ann['answer_type'] for qid, ann in annotations.items() if 'answer_type' in ann}
+    return answers, types
 
 
 class VqaV2(Dataset):
@@ -38,26 +119,9 @@ class VqaV2(Dataset):
         self.transform = transform
         self.skip_bad_samples = skip_bad_samples
         self.skipped = SkipCounter()
-        questions_file = Path(questions_file)
-        questions = read_json(questions_file)
-        require(questions, ('questions',), questions_file, 'top level')
-        self.questions: List[Dict[str, Any]] = []
-        for q in questions['questions']:
-            require(q, ('question_id', 'image_id', 'question'), questions_file, f"question id {q.get('question_id', '?')}")
-            self.questions.append(q)
-        self.annotations: Dict[int, Dict[str, Any]] = {}
-        if annotation_file is not None:
-            annotation_file = Path(annotation_file)
-            data = read_json(annotation_file)
-            require(data, ('annotations',), annotation_file, 'top level')
-            for ann in data['annotations']:
-                require(ann, ('question_id', 'answers', 'multiple_choice_answer'), annotation_file,
-                        f"annotation for question id {ann.get('question_id', '?')}")
-                self.annotations[int(ann['question_id'])] = ann
-            missing = [q['question_id'] for q in self.questions if int(q['question_id']) not in self.annotations]
-            if missing:
-                raise DataError(annotation_file, f'no annotation for {len(missing)} questions, e.g. {missing[:5]}',
-                                field='question_id')
+        self.questions: List[Dict[str, Any]] = read_vqa_questions(questions_file)
+        self.annotations: Dict[int, Dict[str, Any]] = (
+            read_vqa_answers(annotation_file, self.questions, questions_file) if annotation_file is not None else {})
         self.group_by_image = group_by_image
         by_image: Dict[int, List[int]] = {}
         for i, question in enumerate(self.questions):
@@ -89,10 +153,12 @@ class VqaV2(Dataset):
         """Question i with its answers, without the image."""
         question = self.questions[i]
         ann = self.annotations.get(int(question['question_id']), {})
+        answers = [a['answer'] for a in ann.get('answers', [])]
+        default = Counter(answers).most_common(1)[0][0] if answers else ''
         return {
             'question': question['question'],
-            'answers': [a['answer'] for a in ann.get('answers', [])],
-            'answer': ann.get('multiple_choice_answer', ''),
+            'answers': answers,
+            'answer': ann.get('multiple_choice_answer', default),
             'answer_type': ann.get('answer_type', ''),
             'question_id': int(question['question_id']),
             'image_id': int(question['image_id']),

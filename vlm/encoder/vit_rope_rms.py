@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
-import torch
-from timm.layers import get_norm_layer, resample_abs_pos_embed
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.layers import get_norm_layer
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models.eva import Eva
 from torch import nn
@@ -46,11 +46,14 @@ class VisionTransformerRopeRms(Eva):
     `forward_intermediates`, `group_matcher` for layer-wise lr decay, gradient checkpointing).
 
     What differs from a plain `Eva`: the norm layer is given by name (default 'rmsnorm'); there is no
-    absolute position embedding unless asked for; the RoPE tables come from `RotaryEmbedding2d`
-    (``rope_type`` 'mixed' or 'axial') and are applied by `RopeAttention`; `dynamic_img_size` is on, so
-    any image size runs (the grid is H // patch by W // patch); ``stem='conv'`` replaces the patchify
-    convolution with a convolutional stem of the same stride (`ConvStem`, Xiao et al. 2021) whose first stage
-    is ``stem_width`` wide with ``stem_depth`` 3x3 convs per stage.
+    absolute position embedding unless asked for (`use_abs_pos_emb`, resampled to other grids by Eva's own
+    `_pos_embed`, as timm does); the RoPE tables come from `RotaryEmbedding2d` (``rope_type`` 'mixed' or
+    'axial', ``rope_init`` 'zero' for identity rotations) through timm's `get_embed` interface, and are applied by
+    `RopeAttention` (Eva has no argument for its attention class, so its blocks' attention is replaced after
+    Eva builds them; `RopeAttention`'s docstring says why it is kept); `dynamic_img_size` is on, so any image size
+    runs (the grid is H // patch by W // patch); ``stem='conv'`` replaces the patchify convolution with a
+    convolutional stem of the same stride (`ConvStem`, Xiao et al. 2021) whose first stage is ``stem_width`` wide
+    with ``stem_depth`` 3x3 convs per stage.
     """
 
     def __init__(
@@ -66,6 +69,7 @@ class VisionTransformerRopeRms(Eva):
             norm_eps: float = 1e-6,
             rope_type: str = 'mixed',
             rope_temperature: Optional[float] = None,
+            rope_init: str = 'random',
             stem: str = 'patch',
             stem_width: Optional[int] = None,
             stem_depth: int = 1,
@@ -112,7 +116,7 @@ class VisionTransformerRopeRms(Eva):
             depth=depth,
             rope_type=rope_type,
             temperature=rope_temperature,
-            num_prefix_tokens=self.num_prefix_tokens,
+            init=rope_init,
         )
         self.rope_mixed = rope_type == 'mixed'  # Eva then hands block i the table rope[i]
         qk_norm_layer = resolve_norm_layer(norm_layer, norm_eps) if qk_norm else None
@@ -125,47 +129,9 @@ class VisionTransformerRopeRms(Eva):
                 norm_layer=qk_norm_layer,
                 attn_drop=attn_drop_rate,
                 proj_drop=kwargs.get('proj_drop_rate', 0.0),
+                num_prefix_tokens=self.num_prefix_tokens,
             )
         self.init_weights(needs_reset=False)  # the new attention layers get Eva's init (incl. depth scaling)
-
-    def _pos_embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Patch tokens (B, H, W, C) or (B, H*W, C) -> tokens with prefix (B, N, C) and the RoPE table."""
-        if x.ndim == 4:
-            B, H, W, C = x.shape
-            x = x.reshape(B, H * W, C)
-        else:
-            H, W = self.patch_embed.grid_size
-        if self.pos_embed is not None:
-            num_prefix = 0 if self.no_embed_class else self.num_prefix_tokens
-            pos_embed = resample_abs_pos_embed(
-                self.pos_embed, new_size=(H, W), old_size=self.patch_embed.grid_size, num_prefix_tokens=num_prefix)
-        prefix = [t.expand(x.shape[0], -1, -1) for t in (self.cls_token, self.reg_token) if t is not None]
-        if self.pos_embed is not None and self.no_embed_class:
-            x = x + pos_embed
-        x = torch.cat(prefix + [x], dim=1) if prefix else x  # (B, N, C), N = prefix + H*W
-        if self.pos_embed is not None and not self.no_embed_class:
-            x = x + pos_embed
-        x = self.pos_drop(x)
-
-        rope = self.rope((H, W))  # complex (depth, heads, N, d/2) or (1, N, d/2)
-        if self.patch_drop is not None:
-            x, keep_indices = self.patch_drop(x)
-            if keep_indices is not None:
-                rope = self._gather_rope(rope, keep_indices)
-        return x, rope
-
-    def _gather_rope(self, rope: torch.Tensor, keep_indices: torch.Tensor) -> torch.Tensor:
-        """Keep the table rows of the prefix and of the kept patches: per-sample tables with a batch dim."""
-        npt = self.num_prefix_tokens
-        prefix_rows = torch.arange(npt, device=keep_indices.device).expand(keep_indices.shape[0], -1)
-        rows = torch.cat([prefix_rows, keep_indices + npt], dim=1)  # (B, K)
-        if self.rope_mixed:
-            depth, heads, _, half = rope.shape
-            index = rows[None, :, None, :, None].expand(depth, -1, heads, -1, half)
-            return rope.unsqueeze(1).expand(-1, rows.shape[0], -1, -1, -1).gather(3, index)  # (depth, B, h, K, d/2)
-        _, _, half = rope.shape
-        index = rows[:, None, :, None].expand(-1, 1, -1, half)
-        return rope.unsqueeze(0).expand(rows.shape[0], -1, -1, -1).gather(2, index)  # (B, 1, K, d/2)
 
 
 def _cfg(**kwargs: Any) -> Dict[str, Any]:
@@ -177,8 +143,8 @@ def _cfg(**kwargs: Any) -> Dict[str, Any]:
         'crop_pct': 0.9,
         'interpolation': 'bicubic',
         'fixed_input_size': False,
-        'mean': (0.485, 0.456, 0.406),
-        'std': (0.229, 0.224, 0.225),
+        'mean': IMAGENET_DEFAULT_MEAN,
+        'std': IMAGENET_DEFAULT_STD,
         'first_conv': 'patch_embed.proj',
         'classifier': 'head',
         'license': 'apache-2.0',

@@ -15,15 +15,13 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from vlm.errors import CheckpointShapeError
+
 from .checkpoint_filter import strip_to_model_keys
 
 log = logging.getLogger(__name__)
 
 _STATE_DICT_KEYS = ('state_dict', 'model', 'module')
-
-
-class CheckpointShapeError(ValueError):
-    """A checkpoint tensor whose shape differs from the model's."""
 
 
 @dataclass

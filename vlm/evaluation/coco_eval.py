@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -20,7 +19,9 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from vlm.evaluation.coco_results import IOU_TYPES, CocoEvalError, is_finite_number, is_integer, validate_results
+from vlm.io.json_files import read_json
+
+from .coco_results import IOU_TYPES, CocoEvalError, is_finite_number, is_integer, validate_results
 
 BACKENDS = ('pycocotools', 'faster-coco-eval')
 # (precision or recall, IoU threshold, area range, maxDets) of each stat, in COCOeval.summarize() order
@@ -81,16 +82,6 @@ def format_table(values: Sequence[float]) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def _read_json(path: str | Path, what: str) -> Any:
-    try:
-        with open(path, encoding='utf-8') as file:
-            return json.load(file)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{what} file not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CocoEvalError(f"{what} file {path} is not valid JSON: {error}") from None
-
-
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise CocoGroundTruthError(f"ground truth: {message}")
@@ -102,7 +93,7 @@ def load_ground_truth(gt: str | Path | dict, iou_type: str = 'bbox') -> dict:
     Annotations are shallow copies, 'iscrowd' 0 where missing, renumbered 1..N: both libraries read annotation
     id 0 as 'unmatched' and collapse duplicate ids, and only use the ids to mark matches.
     """
-    dataset = _read_json(gt, 'ground-truth') if isinstance(gt, (str, Path)) else gt
+    dataset = read_json(gt, 'ground-truth') if isinstance(gt, (str, Path)) else gt
     _check(isinstance(dataset, dict), f"must be a COCO dataset (a JSON object), got {type(dataset).__name__}")
     images, categories = dataset.get('images'), dataset.get('categories')
     annotations = dataset.get('annotations', [])
@@ -150,7 +141,8 @@ def _run_pycocotools(gt: dict, results: list[dict], iou_type: str) -> tuple[np.n
 
 def _run_faster_coco_eval(gt: dict, results: list[dict], iou_type: str) -> tuple[np.ndarray, str]:
     try:
-        from faster_coco_eval import COCO as FastCOCO, COCOeval_faster
+        from faster_coco_eval import COCO as FastCOCO
+        from faster_coco_eval import COCOeval_faster
     except ImportError:
         raise CocoEvalError("backend 'faster-coco-eval' needs the faster-coco-eval package "
                             "(pip install 'vlm[eval]')") from None
@@ -183,7 +175,7 @@ def evaluate_coco(gt: str | Path | dict, predictions: str | Path | list[dict], i
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     dataset = load_ground_truth(gt, iou_type)
     if isinstance(predictions, (str, Path)):
-        predictions = _read_json(predictions, 'predictions')
+        predictions = read_json(predictions, 'predictions')
     results = validate_results(predictions, dataset, iou_type)
     if not results:  # pycocotools' loadRes([]) raises IndexError; COCO convention: no detections, AP 0
         return CocoStats.of([0.0] * len(STAT_NAMES))

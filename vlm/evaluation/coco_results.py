@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 from pycocotools import mask as mask_utils
+from torchvision.ops import box_convert
 
 IOU_TYPES = ('bbox', 'segm')
 
@@ -185,7 +186,7 @@ def detections_to_coco_results(
         if len(set(counts)) != 1:
             raise ValueError(f"image {image_id}: boxes, scores, labels (and masks) must count the same detections, "
                              f"got {counts}")
-        boxes = torch.cat([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], dim=1)
+        boxes = box_convert(xyxy, 'xyxy', 'xywh')
         categories = _category_lookup(category_ids_of_labels, labels[i])
         rles = _masks_to_rles(masks[i]) if masks is not None else None
         for j, (box, score) in enumerate(zip(boxes.tolist(), scores[i].detach().cpu().double().tolist())):

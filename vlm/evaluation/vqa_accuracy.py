@@ -23,12 +23,11 @@ predictions that need normalising on questions with ten identical answers.
 from __future__ import annotations
 
 import re
-from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from vlm.data.coco_json import require
-from vlm.data.errors import DataError
-from vlm.evaluation.caption_metrics import as_id, is_id, read_id_text_results, read_records, select_scored
+from vlm.errors import DataError
+
+from .caption_scores import select_scored
 
 ANSWER_TYPES = ('yes/no', 'number', 'other')
 
@@ -142,92 +141,3 @@ def vqa_accuracy(answers: Mapping[Any, Sequence[str]], predictions: Mapping[Any,
     for kind in sorted(by_type, key=lambda k: (ANSWER_TYPES.index(k) if k in ANSWER_TYPES else len(ANSWER_TYPES), k)):
         metrics[f'vqa_acc/{kind}'] = sum(by_type[kind]) / len(by_type[kind])
     return metrics
-
-
-def vqa_results(question_ids: Sequence[Any], answers: Sequence[str]) -> List[Dict[str, Any]]:
-    """VQAv2 results records `[{'question_id': int, 'answer': str}, ...]` (the format of `vlm evaluate-vqa
-    --predictions`) from parallel sequences; ids may be ints, numpy or 0-d tensors."""
-    if len(question_ids) != len(answers):
-        raise ValueError(f'{len(question_ids)} question ids but {len(answers)} answers')
-    records = []
-    for index, (question_id, answer) in enumerate(zip(question_ids, answers)):
-        if not isinstance(answer, str):
-            raise ValueError(f'answers[{index}] is not a string: {answer!r}')
-        records.append({'question_id': as_id(question_id, 'question_ids', index), 'answer': answer})
-    return records
-
-
-def read_vqa_annotations(questions_file: Union[str, Path], annotation_file: Union[str, Path]
-                         ) -> Tuple[Dict[int, List[str]], Dict[int, str]]:
-    """VQAv2 questions + annotations JSON as (question id -> human answers, question id -> answer type).
-
-    Every question needs an annotation and every annotation a question (same image id); a missing field, a
-    duplicate question id, an empty answers list or an answer that is not a string raises `DataError` naming the
-    file and the record."""
-    questions_path, questions = read_records(questions_file, 'questions')
-    if not isinstance(questions, dict):
-        raise DataError(questions_path, 'expected a JSON object with questions')
-    require(questions, ('questions',), questions_path, 'top level')
-    image_of: Dict[int, Any] = {}
-    for index, question in enumerate(questions['questions']):
-        if not isinstance(question, dict):
-            raise DataError(questions_path, 'expected an object', record=f'questions[{index}]')
-        record = f"questions[{index}] (question_id={question.get('question_id', '?')!r})"
-        require(question, ('question_id', 'image_id', 'question'), questions_path, record)
-        question_id = question['question_id']
-        if not is_id(question_id):
-            raise DataError(questions_path, f'question id is not an integer: {question_id!r}', record=record,
-                            field='question_id')
-        if question_id in image_of:
-            raise DataError(questions_path, f'duplicate question id {question_id}', record=record,
-                            field='question_id')
-        image_of[question_id] = question['image_id']
-
-    annotation_path, data = read_records(annotation_file, 'annotations')
-    if not isinstance(data, dict):
-        raise DataError(annotation_path, 'expected a JSON object with annotations')
-    require(data, ('annotations',), annotation_path, 'top level')
-    answers: Dict[int, List[str]] = {}
-    answer_types: Dict[int, str] = {}
-    for index, ann in enumerate(data['annotations']):
-        if not isinstance(ann, dict):
-            raise DataError(annotation_path, 'expected an object', record=f'annotations[{index}]')
-        record = f"annotations[{index}] (question_id={ann.get('question_id', '?')!r})"
-        require(ann, ('question_id', 'answers'), annotation_path, record)
-        question_id = ann['question_id']
-        if not is_id(question_id) or question_id not in image_of:
-            raise DataError(annotation_path, f'unknown question id {question_id!r} (not in {questions_path})',
-                            record=record, field='question_id')
-        if question_id in answers:
-            raise DataError(annotation_path, f'duplicate question id {question_id}', record=record,
-                            field='question_id')
-        if 'image_id' in ann and ann['image_id'] != image_of[question_id]:
-            raise DataError(annotation_path, f"image id {ann['image_id']!r} but the question's is "
-                                             f"{image_of[question_id]!r}", record=record, field='image_id')
-        if not isinstance(ann['answers'], list) or not ann['answers']:
-            raise DataError(annotation_path, 'expected a non-empty list of answers', record=record, field='answers')
-        gts = []
-        for position, answer in enumerate(ann['answers']):
-            text = answer.get('answer') if isinstance(answer, dict) else None
-            if not isinstance(text, str):
-                raise DataError(annotation_path, f'answers[{position}] has no string answer: {answer!r}'[:200],
-                                record=record, field='answers')
-            gts.append(text)
-        answers[question_id] = gts
-        if 'answer_type' in ann:
-            if not isinstance(ann['answer_type'], str):
-                raise DataError(annotation_path, f"answer type is not a string: {ann['answer_type']!r}",
-                                record=record, field='answer_type')
-            answer_types[question_id] = ann['answer_type']
-    missing = [question_id for question_id in image_of if question_id not in answers]
-    if missing:
-        raise DataError(annotation_path, f'no annotation for {len(missing)} questions of {questions_path}, '
-                                         f'e.g. {missing[:5]}', field='question_id')
-    return answers, answer_types
-
-
-def read_vqa_results(path: Union[str, Path], answers: Optional[Mapping[int, Any]] = None) -> Dict[int, str]:
-    """A VQAv2 results JSON `[{"question_id": int, "answer": str}, ...]` as question id -> answer. A record that is
-    not an object, lacks a field, repeats a question id, has a non-string answer or (given `answers`) an unknown
-    question id raises `DataError` naming the file and the record."""
-    return read_id_text_results(path, 'question_id', 'answer', answers, 'not the id of a question of the annotations')

@@ -7,7 +7,8 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
-from vlm.data.transforms import normalization_for
+from vlm.encoder import encoder_normalization, load_encoder_weights
+from vlm.errors import MissingFileError
 
 from .configuration import VisionLanguageConfig
 from .modeling import VisionLanguageModel
@@ -27,30 +28,49 @@ def build_vision_language_model(
         pixel_shuffle: int = 1,
         projector_hidden_size: Optional[int] = None,
         image_size: int = 224,
+        encoder_weights: Optional[str] = None,
 ) -> Tuple[VisionLanguageModel, VisionLanguageProcessor]:
     """A model whose decoder is either a new `LlamaForCausalLM(LlamaConfig(**decoder))` (vocabulary = the
-    tokenizer's) or the pretrained one in the local directory `decoder_path`; its embeddings are resized when
-    the tokenizer has tokens the decoder lacks (`<image>`, `<pad>`)."""
+    tokenizer's) or the pretrained one in the local directory `decoder_path` (loaded in float32, offline).
+
+    Tokens the tokenizer has and a pretrained decoder lacks (`<image>`, and `<pad>` when it had none) get new
+    embedding rows set to the mean of the pretrained rows: an input row of `<image>` is never read (image tokens
+    replace it), and with tied embeddings its output row gives the new token an average logit, so the decoder's
+    predictions over its own vocabulary are those of the original model. encoder_weights: initial encoder weights
+    (a local file or any vlm checkpoint)."""
     special = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                    pad_token_id=tokenizer.pad_token_id)
     if decoder_path is not None:
-        if not Path(decoder_path).is_dir():
-            raise FileNotFoundError(f'decoder directory {decoder_path} does not exist')
+        if not (Path(decoder_path) / 'config.json').is_file():
+            raise MissingFileError(decoder_path, 'not a Hugging Face model directory (no config.json); write one '
+                                                 'with `vlm weights smollm2-135m-instruct --out DIR`')
         text_config = LlamaConfig.from_pretrained(decoder_path, local_files_only=True)
     else:
         text_config = LlamaConfig(**{**TINY_LLAMA, **(decoder or {}), 'vocab_size': len(tokenizer), **special})
-    mean, std = normalization_for(encoder)
+    mean, std = encoder_normalization(encoder)
     config = VisionLanguageConfig(
         encoder_name=encoder, encoder_kwargs=encoder_kwargs, pixel_shuffle=pixel_shuffle,
         projector_hidden_size=projector_hidden_size, text_config=text_config,
         image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN), image_size=image_size, image_mean=mean,
         image_std=std, **special)
     model = VisionLanguageModel(config)
+    if encoder_weights:
+        load_encoder_weights(model.encoder, encoder_weights, strict=False, exclude_prefixes=('head.',))
     if decoder_path is not None:
         model.language_model = LlamaForCausalLM.from_pretrained(
             decoder_path, local_files_only=True, dtype=torch.float32)
+        grow_embeddings(model.language_model, len(tokenizer))
         config.text_config = model.language_model.config
-    if model.get_input_embeddings().num_embeddings < len(tokenizer):
-        model.language_model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     model.generation_config.update(**special)
     return model, VisionLanguageProcessor.from_model_config(tokenizer, config)
+
+
+@torch.no_grad()
+def grow_embeddings(decoder: LlamaForCausalLM, vocab_size: int) -> None:
+    """Resize the decoder's (input and output) embeddings to `vocab_size`, new rows = the mean of the old ones."""
+    old = decoder.get_input_embeddings().num_embeddings
+    if old >= vocab_size:
+        return
+    decoder.resize_token_embeddings(vocab_size, mean_resizing=False)
+    for embeddings in {id(m): m for m in (decoder.get_input_embeddings(), decoder.get_output_embeddings())}.values():
+        embeddings.weight[old:] = embeddings.weight[:old].mean(0)

@@ -3,16 +3,15 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Sequence, Union
 
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers import LlamaConfig, PretrainedConfig
-
-from vlm.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
 class VisionLanguageConfig(PretrainedConfig):
     """Configuration of `VisionLanguageModel`.
 
     encoder_name / encoder_kwargs: any timm model with `forward_intermediates` (the vlm RoPE/RMSNorm ViTs by default),
-        built with `timm.create_model(encoder_name, pretrained=False, num_classes=0, **encoder_kwargs)`.
+        built headless by `vlm.encoder.create_encoder(encoder_name, encoder_kwargs)`.
     encoder_hidden_size / patch_size: the encoder's width and patch size (filled in by the model when None).
     pixel_shuffle: s, the projector's token reduction: each s x s group of patch tokens becomes one token with
         s^2 times the channels (Idefics3 / nanoVLM). 1 keeps one token per patch.
@@ -36,8 +35,8 @@ class VisionLanguageConfig(PretrainedConfig):
             text_config: Optional[Union[LlamaConfig, Dict[str, Any]]] = None,
             image_token_id: int = 0,
             image_size: int = 224,
-            image_mean: Sequence[float] = IMAGENET_MEAN,
-            image_std: Sequence[float] = IMAGENET_STD,
+            image_mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
+            image_std: Sequence[float] = IMAGENET_DEFAULT_STD,
             **kwargs: Any,
     ) -> None:
         if isinstance(text_config, dict):

@@ -1,24 +1,28 @@
-"""Captioning, visual question answering and text generation with a saved vision-language model, from Python:
+"""Captioning, visual question answering, conversations and text generation with a saved vision-language model:
 
     predictor = VisionLanguagePredictor.from_pretrained('runs/export/shapes_vqa')
     predictor.caption(['a.png', 'b.png'])                       # ['a red circle ...', ...]
     predictor.ask(['a.png'], 'what color is the circle?')       # ['red']
-    predictor.complete(['Question: what is two plus two? Answer:'])   # text only, no image
+    predictor.complete(['What is the capital of France?'])      # text only, no image
+    predictor.reply([{'role': 'user', 'content': '<image><image>Which has more stars?'}], [['a.png', 'b.png']])
+
+Every prompt goes through the chat template (`vlm.language.chat`), as in training.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Union
+from typing import Any, Iterator, List, Optional, Sequence, Union
 
 import torch
 
-from vlm.data.errors import DataError
+from vlm.errors import DataError, InputError, MissingFileError
 
+from .chat import Message
 from .modeling import VisionLanguageModel
 from .processor import ImageInput, PromptTooLongError, VisionLanguageProcessor
-from .prompts import caption_prompt, vqa_prompt
+from .prompts import caption_conversation, text_conversation, vqa_conversation, vqa_prompt
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,8 @@ class VisionLanguagePredictor:
     are capped so that prompt + answer fit the decoder's context."""
 
     def __init__(self, model: VisionLanguageModel, processor: VisionLanguageProcessor, batch_size: int = 8) -> None:
+        if batch_size < 1:
+            raise InputError(f'batch size must be at least 1, got {batch_size}')
         self.model = model.eval()
         self.processor = processor
         self.batch_size = batch_size
@@ -49,7 +55,7 @@ class VisionLanguagePredictor:
         another resolution than trained (RoPE encoder): more or fewer image tokens."""
         directory = Path(directory)
         if not (directory / 'config.json').is_file():
-            raise FileNotFoundError(f'{directory} is not a model directory (no config.json)')
+            raise MissingFileError(directory, 'not a model directory (no config.json): write one with `vlm export`')
         model = VisionLanguageModel.from_pretrained(str(directory), local_files_only=True, dtype=dtype).to(device)
         processor = VisionLanguageProcessor.from_pretrained(directory)
         if image_size is not None:
@@ -59,42 +65,79 @@ class VisionLanguagePredictor:
 
     # -- generation ----------------------------------------------------------------------------------------------
     @torch.inference_mode()
-    def generate(self, prompts: Sequence[str], images: Optional[Sequence[Optional[ImageInput]]] = None,
-                 **generation: Any) -> List[str]:
-        """prompts[i] with images[i] (None: text only) -> generated texts, in batches of `batch_size`."""
-        images = list(images) if images is not None else [None] * len(prompts)
-        generation.setdefault('max_new_tokens', 32)
+    def reply(self, conversations: Sequence[Sequence[Message]],
+              images: Optional[Sequence[Sequence[ImageInput]]] = None, **generation: Any) -> List[str]:
+        """The assistant's next message in each conversation (its images: one per `<image>`, in order), in batches
+        of `batch_size`."""
+        images = [list(group) for group in images] if images is not None else [[] for _ in conversations]
+        if len(images) != len(conversations):
+            raise InputError(f'{len(conversations)} conversations but {len(images)} image lists')
         texts: List[str] = []
-        for start in range(0, len(prompts), self.batch_size):
-            inputs = self.processor(prompts[start:start + self.batch_size], images[start:start + self.batch_size],
-                                    padding_side='left')
-            inputs = {key: value.to(self.model.device) for key, value in inputs.items()}
-            if 'pixel_values' in inputs:
-                inputs['pixel_values'] = inputs['pixel_values'].to(self.model.dtype)
-            length = inputs['input_ids'].shape[1]
-            room = self.processor.max_length - length
-            if room <= 0:
-                raise PromptTooLongError(f'the prompt takes {length} of {self.processor.max_length} context tokens; '
-                                         f'no room to generate')
-            options = {**generation, 'max_new_tokens': min(generation['max_new_tokens'], room)}
-            output = self.model.generate(**inputs, **options)
-            texts += self.processor.decode(output, length)
+        for start in range(0, len(conversations), self.batch_size):
+            end = start + self.batch_size
+            inputs = self.processor.batch_conversations(conversations[start:end], images[start:end],
+                                                        add_generation_prompt=True, padding_side='left')
+            texts += self.generate_from(dict(inputs), **generation)
         return texts
+
+    def generate_from(self, inputs: dict, **generation: Any) -> List[str]:
+        """Generate from processor outputs (left-padded prompts); returns the new texts."""
+        generation.setdefault('max_new_tokens', 32)
+        if generation['max_new_tokens'] < 1:
+            raise InputError(f"max_new_tokens must be at least 1, got {generation['max_new_tokens']}")
+        inputs = {key: value.to(self.model.device) for key, value in inputs.items()}
+        if 'pixel_values' in inputs:
+            inputs['pixel_values'] = inputs['pixel_values'].to(self.model.dtype)
+        length = inputs['input_ids'].shape[1]
+        room = self.processor.max_length - length
+        if room <= 0:
+            raise PromptTooLongError(f'the prompt takes {length} of {self.processor.max_length} context tokens; '
+                                     f'no room to generate')
+        output = self.model.generate(**inputs, **{**generation, 'max_new_tokens': min(generation['max_new_tokens'],
+                                                                                        room)})
+        return self.processor.decode(output, length)
+
+    def stream(self, conversation: Sequence[Message], images: Sequence[ImageInput] = (),
+               **generation: Any) -> Iterator[str]:
+        """The next assistant message of one conversation, piece by piece as it is generated (transformers'
+        `TextIteratorStreamer`, generation in a background thread)."""
+        from threading import Thread
+
+        from transformers import TextIteratorStreamer
+
+        streamer = TextIteratorStreamer(self.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        errors: List[BaseException] = []
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():
+                    self.reply([conversation], [list(images)], streamer=streamer, **generation)
+            except BaseException as error:  # reported to the caller below, never lost in the thread
+                errors.append(error)
+                streamer.end()
+
+        thread = Thread(target=run, daemon=True)
+        thread.start()
+        yield from streamer
+        thread.join()
+        if errors:
+            raise errors[0]
 
     def caption(self, images: Sequence[ImageInput], **generation: Any) -> List[str]:
         """One caption per image (paths, PIL images or (3, H, W) uint8 tensors, any size)."""
-        return self.generate([caption_prompt()] * len(images), images, **generation)
+        return self.reply([caption_conversation()] * len(images), [[image] for image in images], **generation)
 
     def ask(self, images: Sequence[ImageInput], questions: Union[str, Sequence[str]], **generation: Any) -> List[str]:
         """The answer to `questions` (one for all images, or one per image) about each image."""
         questions = [questions] * len(images) if isinstance(questions, str) else list(questions)
         if len(questions) != len(images):
-            raise ValueError(f'{len(questions)} questions for {len(images)} images')
-        return self.generate([vqa_prompt(question) for question in questions], images, **generation)
+            raise InputError(f'{len(questions)} questions for {len(images)} images')
+        return self.reply([vqa_conversation([question]) for question in questions], [[image] for image in images],
+                          **generation)
 
     def complete(self, prompts: Sequence[str], **generation: Any) -> List[str]:
-        """Text-only generation: each prompt continued by the decoder (no image)."""
-        return self.generate(list(prompts), None, **generation)
+        """Text-only: the decoder's answer to each prompt (no image), through the chat template."""
+        return self.reply([text_conversation(prompt) for prompt in prompts], None, **generation)
 
     # -- files, one error per bad file ---------------------------------------------------------------------------
     def caption_files(self, paths: Sequence[Union[str, Path]], **generation: Any) -> List[Answer]:

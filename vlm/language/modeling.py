@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-import timm
 import torch
 from torch import nn
 from transformers import GenerationMixin, LlamaForCausalLM, PreTrainedModel
 
-from vlm.data.errors import InputError
-import vlm.encoder  # noqa: F401  (registers the vlm encoders in timm)
-from vlm.encoder.dense_features import dense_features
+from vlm.encoder import create_encoder, dense_features
+from vlm.errors import InputError
 
 from .configuration import VisionLanguageConfig
 from .projector import Projector
@@ -27,7 +25,7 @@ class ImageTokenMismatchError(InputError):
 
 def build_encoder(config: VisionLanguageConfig) -> nn.Module:
     """The timm encoder named in `config`, headless; fills in `encoder_hidden_size` and `patch_size`."""
-    encoder = timm.create_model(config.encoder_name, pretrained=False, num_classes=0, **config.encoder_kwargs)
+    encoder = create_encoder(config.encoder_name, config.encoder_kwargs)
     config.encoder_hidden_size = encoder.num_features
     patch = encoder.patch_embed.patch_size
     config.patch_size = int(patch[0] if isinstance(patch, (tuple, list)) else patch)

@@ -1,5 +1,12 @@
-"""`VisionLanguageProcessor`: images and texts -> the model's inputs (input_ids, attention_mask, pixel_values, labels).
+"""`VisionLanguageProcessor`: images and texts -> the model's inputs (input_ids, attention_mask, pixel_values,
+image_index, labels).
 
+Two ways in, one encoding underneath:
+- conversations (`batch_conversations`): messages rendered by the chat template (`vlm.language.chat`), the loss on
+  the assistant turns only: what training, `generate`, `vlm ask` / `caption` / `chat` use;
+- raw prompts (`__call__(prompts, images, targets)`): text already in the decoder's format, `<s>{prompt}` and
+  `' {target}</s>'`.
+Each `<image>` placeholder becomes `tokens_per_image` image tokens, bound in order to the images of its sequence.
 Saved next to the model (`tokenizer*` files + `processor_config.json`) so one directory holds everything.
 """
 from __future__ import annotations
@@ -13,16 +20,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers import BatchFeature, PreTrainedTokenizerBase
 
-from vlm.data.errors import InputError
-from vlm.data.images import load_rgb
+from vlm.errors import InputError
+from vlm.io.images import load_rgb
 
+from .chat import Message, Piece, render_turns
 from .tokenizer import IMAGE_TOKEN, load_tokenizer
 
 ImageInput = Union[str, Path, Image.Image, torch.Tensor]
 PROCESSOR_CONFIG = 'processor_config.json'
 IGNORE_INDEX = -100
+Encoded = Tuple[List[int], List[int]]  # (input ids, labels)
 
 
 class PromptTooLongError(InputError):
@@ -39,22 +49,23 @@ class ImageSettings:
     image_size: int
     patch_size: int
     pixel_shuffle: int = 1
-    image_mean: List[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
-    image_std: List[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    image_mean: List[float] = field(default_factory=lambda: list(IMAGENET_DEFAULT_MEAN))
+    image_std: List[float] = field(default_factory=lambda: list(IMAGENET_DEFAULT_STD))
 
     @property
     def tokens_per_image(self) -> int:
         unit = self.patch_size * self.pixel_shuffle
-        if self.image_size % unit:
-            raise ValueError(f'image_size {self.image_size} is not a multiple of patch_size * pixel_shuffle = {unit}')
+        if self.image_size <= 0 or self.image_size % unit:
+            raise InputError(f'image_size {self.image_size} is not a positive multiple of patch_size * '
+                             f'pixel_shuffle = {unit}')
         return (self.image_size // unit) ** 2
 
 
 class VisionLanguageProcessor:
-    """Builds prompts in vlm's format (see `vlm.language.prompts`) with one `<image>` run per image.
+    """Tokenizer + image settings of a `VisionLanguageModel`.
 
-    max_length: the decoder's context (max_position_embeddings); longer sequences raise `PromptTooLongError`,
-    or with `truncation=True` lose target tokens first, then prompt text, never image tokens.
+    max_length: the decoder's context (max_position_embeddings); longer sequences raise `PromptTooLongError`, or
+    with `truncation=True` lose their last tokens (targets first), never image tokens.
     """
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, settings: ImageSettings, max_length: int) -> None:
@@ -83,11 +94,11 @@ class VisionLanguageProcessor:
         tensors = []
         for image in images:
             if isinstance(image, (str, Path)):
-                image = load_rgb(image)  # DataError naming the file when it is missing or unreadable
+                image = load_rgb(image)  # DataError naming the file when it is missing, unreadable or huge
             if isinstance(image, Image.Image):
                 image = torch.from_numpy(np.asarray(image.convert('RGB')).copy()).permute(2, 0, 1)  # (3, H, W)
             if image.ndim != 3 or image.shape[0] != 3:
-                raise ValueError(f'expected a (3, H, W) image, got shape {tuple(image.shape)}')
+                raise InputError(f'expected a (3, H, W) image, got shape {tuple(image.shape)}')
             normalised = image.is_floating_point()
             image = image.float() if normalised else image.float() / 255.0
             if tuple(image.shape[-2:]) != (size, size):
@@ -100,34 +111,65 @@ class VisionLanguageProcessor:
     def _text_ids(self, text: str) -> List[int]:
         return self.tokenizer(text, add_special_tokens=False).input_ids if text else []
 
-    def _prompt_ids(self, prompt: str, has_image: bool) -> Tuple[List[int], List[int]]:
-        """(ids of the text before the image, ids after it): the image goes where `<image>` is, else first."""
+    def encode_pieces(self, pieces: Sequence[Piece], num_images: int, truncation: bool = False) -> Encoded:
+        """Pieces of text (text, learned) -> (input ids, labels): each `<image>` expanded to its image tokens, the
+        labels IGNORE_INDEX where a piece is not learned. The placeholders must number `num_images`."""
+        ids: List[int] = []
+        labels: List[int] = []
+        for text, learned in pieces:
+            piece = self._text_ids(text)
+            ids += piece
+            labels += piece if learned else [IGNORE_INDEX] * len(piece)
+        placeholders = ids.count(self.image_token_id)
+        if placeholders != num_images:
+            raise InputError(f'the prompt has {placeholders} <image> placeholders for {num_images} images'
+                             if placeholders > num_images or num_images == 1 or placeholders
+                             else f'{num_images} images but no <image> placeholder in the prompt')
+        expanded_ids: List[int] = []
+        expanded_labels: List[int] = []
+        run = self.settings.tokens_per_image if placeholders else 0
+        for token, label in zip(ids, labels):
+            if token == self.image_token_id:
+                expanded_ids += [token] * run
+                expanded_labels += [IGNORE_INDEX] * run
+            else:
+                expanded_ids.append(token)
+                expanded_labels.append(label)
+        return self._fit(expanded_ids, expanded_labels, run * placeholders, truncation)
+
+    def _fit(self, ids: List[int], labels: List[int], image_tokens: int, truncation: bool) -> Encoded:
+        """Refuse a sequence longer than the context, or cut its tail (never image tokens)."""
+        if len(ids) <= self.max_length:
+            return ids, labels
+        target = sum(label != IGNORE_INDEX for label in labels)
+        last_image = max((i for i, token in enumerate(ids) if token == self.image_token_id), default=-1)
+        if not truncation or last_image >= self.max_length:
+            raise PromptTooLongError(
+                f'{len(ids) - target} prompt tokens ({image_tokens} image tokens) + {target} target tokens exceed '
+                f'the decoder context of {self.max_length} tokens; use a shorter text, a smaller image_size, or '
+                f'truncation=True')
+        return ids[:self.max_length], labels[:self.max_length]
+
+    def encode(self, prompt: str, has_image: bool, target: Optional[str] = None,
+               truncation: bool = False) -> Encoded:
+        """One raw sequence: `<s>{prompt}` with the image where `<image>` is (else first), then `{target}</s>`."""
         markers = prompt.count(IMAGE_TOKEN)
         if markers > int(has_image):
             raise InputError(f'prompt {prompt!r} has {markers} <image> placeholders for {int(has_image)} images')
-        before, _, after = prompt.partition(IMAGE_TOKEN) if markers else ('', '', prompt)
-        return self._text_ids(before.rstrip()), self._text_ids(after.lstrip())
+        if has_image and not markers:
+            prompt = IMAGE_TOKEN + prompt
+        pieces: List[Piece] = [(self.tokenizer.bos_token + prompt, False)]
+        if target is not None:
+            pieces.append((target + self.tokenizer.eos_token, True))
+        return self.encode_pieces(pieces, int(has_image), truncation)
 
-    def encode(self, prompt: str, has_image: bool, target: Optional[str] = None,
-               truncation: bool = False) -> Tuple[List[int], List[int]]:
-        """One sequence: (input ids, labels), labels = IGNORE_INDEX everywhere but the target and its eos."""
-        before, after = self._prompt_ids(prompt, has_image)
-        image = [self.image_token_id] * (self.settings.tokens_per_image if has_image else 0)
-        target_ids = self._text_ids(target) + [self.tokenizer.eos_token_id] if target is not None else []
-        fixed = 1 + len(image)  # bos + image tokens are never truncated
-        excess = fixed + len(before) + len(after) + len(target_ids) - self.max_length
-        if excess > 0:
-            if not truncation or fixed >= self.max_length:
-                raise PromptTooLongError(
-                    f'{fixed + len(before) + len(after)} prompt tokens ({len(image)} image tokens) + '
-                    f'{len(target_ids)} target tokens exceed the decoder context of {self.max_length} tokens; '
-                    f'use a shorter text, a smaller image_size, or truncation=True')
-            target_ids, excess = _cut_tail(target_ids, excess)
-            after, excess = _cut_tail(after, excess)
-            before, excess = _cut_tail(before, excess)
-        prompt_ids = [self.tokenizer.bos_token_id] + before + image + after
-        return prompt_ids + target_ids, [IGNORE_INDEX] * len(prompt_ids) + target_ids
+    def encode_conversation(self, messages: Sequence[Message], num_images: int,
+                            add_generation_prompt: bool = False, truncation: bool = False) -> Encoded:
+        """One conversation through the chat template; the loss on the assistant turns (`render_turns`)."""
+        pieces = render_turns(self.tokenizer, messages, add_generation_prompt)
+        return self.encode_pieces(pieces, num_images, truncation)
 
+    # ---- batches ----
     def __call__(
             self,
             prompts: Sequence[str],
@@ -137,38 +179,58 @@ class VisionLanguageProcessor:
             truncation: bool = False,
             share_images: bool = False,
     ) -> BatchFeature:
-        """prompts[i] with images[i] (None: text only) -> input_ids (B, L), attention_mask (B, L), pixel_values
+        """Raw prompts[i] with images[i] (None: text only) -> input_ids (B, L), attention_mask (B, L), pixel_values
         (I, 3, S, S) for the I images given, and labels (B, L) when targets are given. Left padding for
-        generation, right for training.
-
-        share_images: the same image object given for several prompts is kept once in pixel_values, and
-        image_index (R,) says which row each of the R prompts with an image shows, so the model encodes it once
-        (for training and single forwards; `generate` with beams expects one row per prompt)."""
+        generation, right for training; `share_images`: see `batch`."""
         images = list(images) if images is not None else [None] * len(prompts)
         if len(images) != len(prompts):
             raise InputError(f'{len(prompts)} prompts but {len(images)} images')
         if targets is not None and len(targets) != len(prompts):
-            raise ValueError(f'{len(prompts)} prompts but {len(targets)} targets')
+            raise InputError(f'{len(prompts)} prompts but {len(targets)} targets')
         encoded = [self.encode(prompt, image is not None, targets[i] if targets is not None else None, truncation)
                    for i, (prompt, image) in enumerate(zip(prompts, images))]
+        return self.batch(encoded, [[] if image is None else [image] for image in images], padding_side,
+                          share_images, with_labels=targets is not None)
+
+    def batch_conversations(
+            self,
+            conversations: Sequence[Sequence[Message]],
+            images: Optional[Sequence[Sequence[ImageInput]]] = None,
+            add_generation_prompt: bool = False,
+            padding_side: str = 'left',
+            truncation: bool = False,
+            share_images: bool = False,
+    ) -> BatchFeature:
+        """Conversations[i] with its images[i] (a list, one per `<image>`, in order) -> the model's inputs, with
+        labels on the assistant turns. `add_generation_prompt`: end each with the template's assistant opening,
+        for the model to answer (inference)."""
+        images = [list(group) for group in images] if images is not None else [[] for _ in conversations]
+        if len(images) != len(conversations):
+            raise InputError(f'{len(conversations)} conversations but {len(images)} image lists')
+        encoded = [self.encode_conversation(messages, len(group), add_generation_prompt, truncation)
+                   for messages, group in zip(conversations, images)]
+        return self.batch(encoded, images, padding_side, share_images, with_labels=not add_generation_prompt)
+
+    def batch(self, encoded: Sequence[Encoded], images: Sequence[Sequence[ImageInput]], padding_side: str = 'left',
+              share_images: bool = False, with_labels: bool = True) -> BatchFeature:
+        """Pad encoded sequences into tensors, images in order of their placeholders.
+
+        share_images: the same image object given for several sequences is kept once in pixel_values, and
+        image_index (R,) says which row each of the R placeholder runs shows, so the model encodes it once."""
         length = max(len(ids) for ids, _ in encoded)
         pad = self.tokenizer.pad_token_id
         input_ids, attention, labels = [], [], []
         for ids, label in encoded:
             fill = length - len(ids)
-            if padding_side == 'left':
-                input_ids.append([pad] * fill + ids)
-                attention.append([0] * fill + [1] * len(ids))
-                labels.append([IGNORE_INDEX] * fill + label)
-            else:
-                input_ids.append(ids + [pad] * fill)
-                attention.append([1] * len(ids) + [0] * fill)
-                labels.append(label + [IGNORE_INDEX] * fill)
+            left = padding_side == 'left'
+            input_ids.append([pad] * fill + ids if left else ids + [pad] * fill)
+            attention.append([0] * fill + [1] * len(ids) if left else [1] * len(ids) + [0] * fill)
+            labels.append([IGNORE_INDEX] * fill + label if left else label + [IGNORE_INDEX] * fill)
         data: Dict[str, torch.Tensor] = {
             'input_ids': torch.tensor(input_ids, dtype=torch.long),
             'attention_mask': torch.tensor(attention, dtype=torch.long),
         }
-        given = [image for image in images if image is not None]
+        given = [image for group in images for image in group]
         if share_images and given:
             rows: Dict[int, int] = {}
             index = [rows.setdefault(id(image), len(rows)) for image in given]
@@ -177,7 +239,7 @@ class VisionLanguageProcessor:
             data['image_index'] = torch.tensor(index, dtype=torch.long)
         elif given:
             data['pixel_values'] = self.pixel_values(given)
-        if targets is not None:
+        if with_labels:
             data['labels'] = torch.tensor(labels, dtype=torch.long)
         return BatchFeature(data)
 
@@ -202,9 +264,3 @@ class VisionLanguageProcessor:
             raise FileNotFoundError(f'{config_file} is missing: is {directory} a vlm model directory?')
         config = json.loads(config_file.read_text())
         return cls(load_tokenizer(directory), ImageSettings(**config['image_settings']), config['max_length'])
-
-
-def _cut_tail(ids: List[int], excess: int) -> Tuple[List[int], int]:
-    """Drop up to `excess` ids from the end of `ids`; return them and what is still in excess."""
-    cut = min(excess, len(ids))
-    return ids[:len(ids) - cut], excess - cut

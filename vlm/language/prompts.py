@@ -1,17 +1,23 @@
-"""The one prompt format of vlm, for training and inference alike.
+"""What vlm asks the model, for training and inference alike: the message contents of captioning, VQA and
+text-only prompts (the chat template, `vlm.language.chat`, turns them into the decoder's format).
 
-    captioning:  <s> <image>*N Caption:            -> target " {caption}</s>"
-    VQA:         <s> <image>*N Question: {q} Answer: -> target " {answer}</s>"
-    text only:   <s> {prompt}                      -> the model continues the text
+    captioning:  user '<image>Caption:'                          -> assistant '{caption}'
+    VQA:         user '<image>Question: {question} Answer:'       -> assistant '{answer}'
+    several questions about one image: one conversation, the image in the first user turn
+    text only:   user '{prompt}'                                  -> the decoder answers from its own knowledge
 
-N = the image's token count (`VisionLanguageConfig.image_tokens(H, W)`). A prompt may place `<image>` itself,
-once per image, anywhere (several images per prompt); without one, the image goes first.
+The plain strings (`caption_prompt`, `vqa_prompt`, `target_text`) are the same texts for the processor's raw
+path (`processor(prompts, images, targets)`): `<s>{prompt}` then `' {target}</s>'`, which is exactly what the
+default chat template renders.
 """
 from __future__ import annotations
 
-from typing import Iterator, List
+from typing import Iterator, List, Optional, Sequence, Tuple
 
-from vlm.data.errors import InputError
+from vlm.errors import InputError
+
+from .chat import Message
+from .tokenizer import IMAGE_TOKEN
 
 CAPTION_PROMPT = 'Caption:'
 VQA_PROMPT = 'Question: {question} Answer:'
@@ -29,8 +35,42 @@ def vqa_prompt(question: str) -> str:
 
 
 def target_text(text: str) -> str:
-    """A caption or answer as the model learns to write it: one leading space, no surrounding blanks."""
+    """A caption or answer as the raw path learns to write it: one leading space, no surrounding blanks."""
     return ' ' + text.strip()
+
+
+def conversation(turns: Sequence[Tuple[str, Optional[str]]], images: int = 1) -> List[Message]:
+    """User / assistant messages from (prompt, answer) turns; `images` placeholders open the first user turn
+    (LLaVA's order: the image before the text). A last answer of None leaves the conversation open for the model
+    to answer."""
+    messages: List[Message] = []
+    for index, (prompt, answer) in enumerate(turns):
+        if index and messages[-1]['role'] != 'assistant':
+            raise InputError('only the last turn of a conversation may leave its answer to the model')
+        placeholders = IMAGE_TOKEN * images if index == 0 and IMAGE_TOKEN not in prompt else ''
+        messages.append({'role': 'user', 'content': placeholders + prompt})
+        if answer is not None:
+            messages.append({'role': 'assistant', 'content': answer.strip()})
+    return messages
+
+
+def caption_conversation(caption: Optional[str] = None) -> List[Message]:
+    """Captioning: the image, 'Caption:', and the caption (None: for the model to write)."""
+    return conversation([(caption_prompt(), caption)])
+
+
+def vqa_conversation(questions: Sequence[str], answers: Optional[Sequence[str]] = None) -> List[Message]:
+    """One image and its questions as one conversation: each question a user turn, each answer an assistant turn
+    (answers None: a single question for the model to answer)."""
+    answers = list(answers) if answers is not None else [None] * len(questions)
+    return conversation([(vqa_prompt(q), a) for q, a in zip(questions, answers)])
+
+
+def text_conversation(prompt: str) -> List[Message]:
+    """A text-only question for the decoder (no image)."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InputError(f'empty prompt: {prompt!r}')
+    return [{'role': 'user', 'content': prompt.strip()}]
 
 
 def prompt_words() -> List[str]:

@@ -10,6 +10,8 @@ from typing import Iterable, Union
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from .chat import DEFAULT_CHAT_TEMPLATE
+
 IMAGE_TOKEN = '<image>'
 BOS, EOS, PAD = '<s>', '</s>', '<pad>'
 
@@ -27,6 +29,7 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 1024, min_freque
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tokenizer.train_from_iterator(texts, trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=BOS, eos_token=EOS, pad_token=PAD)
+    fast.chat_template = DEFAULT_CHAT_TEMPLATE  # saved with it: an export renders prompts as it was trained
     return with_vlm_special_tokens(fast)
 
 

@@ -10,8 +10,10 @@ Transformer", 2024):
 - ``mixed``: learnable frequencies per block and head (``freqs`` parameter), initialised as axial bands in
   a random direction per head, so a pair can turn with any mix of row and column.
 
-Tables are complex (e^{i theta}) with an identity row (angle 0) for each prefix token (class, registers), so
-one complex multiply rotates every token of q and k together without slicing out the prefix.
+Tables are complex (e^{i theta}), one row per patch, in the layout timm's `Eva` hands its blocks (`get_embed`),
+so timm's own `_pos_embed` (absolute position embedding, patch dropout) drives them; the attention prepends an
+identity row (angle 0) for each prefix token (class, registers), so one complex multiply rotates every token of
+q and k together without slicing out the prefix.
 """
 from __future__ import annotations
 
@@ -49,9 +51,12 @@ def grid_coordinates(grid_size: Tuple[int, int], device: Optional[torch.device] 
 class RotaryEmbedding2d(nn.Module):
     """Builds complex RoPE tables for a patch grid.
 
-    `forward(grid_size)` returns, for N = num_prefix_tokens + H*W tokens:
-      - ``mixed``: (depth, heads, N, head_dim/2), one table per block (index it with the block number);
-      - ``axial``: (1, N, head_dim/2), shared by every block and head.
+    `get_embed(grid_size)` (timm's interface; also `forward`) returns, for N = H*W patches:
+      - ``mixed``: (depth, heads, N, head_dim/2), one table per block (Eva indexes it with the block number);
+      - ``axial``: (N, head_dim/2), shared by every block and head.
+    init: 'random' (the default: axial bands in a random direction per head for 'mixed') or 'zero' (mixed only:
+    every frequency 0, the identity rotation, so a converted pre-LN ViT starts exactly as its source and
+    fine-tuning learns the frequencies; see `vlm.encoder.conversion`).
     """
 
     def __init__(
@@ -61,11 +66,14 @@ class RotaryEmbedding2d(nn.Module):
             depth: int,
             rope_type: str = 'mixed',
             temperature: Optional[float] = None,
-            num_prefix_tokens: int = 1,
+            num_prefix_tokens: int = 0,
+            init: str = 'random',
     ) -> None:
         super().__init__()
         if rope_type not in ROPE_TYPES:
             raise ValueError(f"rope_type must be one of {ROPE_TYPES}, got {rope_type!r}")
+        if init not in ('random', 'zero') or (init == 'zero' and rope_type != 'mixed'):
+            raise ValueError(f"rope init must be 'random', or 'zero' for mixed RoPE, got {init!r} ({rope_type})")
         if head_dim % 4:
             raise ValueError(f"2D RoPE needs head_dim divisible by 4 (two axes x channel pairs), got {head_dim}")
         self.rope_type = rope_type
@@ -76,6 +84,8 @@ class RotaryEmbedding2d(nn.Module):
         if rope_type == 'mixed':
             # (2, depth, heads, head_dim/2): [f_x, f_y] per block and head, learnable
             fx_fy = init_random_2d_freqs(head_dim, depth, num_heads, temperature=self.temperature, rotate=True)
+            if init == 'zero':
+                fx_fy.zero_()
             self.freqs = nn.Parameter(fx_fy.flip(0).contiguous())  # stored as [f_y, f_x] to match (row, col)
         else:
             bands = freq_bands(head_dim // 4, temperature=self.temperature, step=1)  # (head_dim/4,)
@@ -84,26 +94,30 @@ class RotaryEmbedding2d(nn.Module):
             self.register_buffer('freqs', freqs[:, None, None], persistent=False)  # (2, 1, 1, head_dim/2)
 
     def angles(self, grid_size: Tuple[int, int]) -> torch.Tensor:
-        """Rotation angles (depth or 1, heads or 1, N, head_dim/2), zero for the prefix tokens."""
+        """Rotation angles (depth or 1, heads or 1, N, head_dim/2), N = num_prefix_tokens (angle 0) + H*W."""
         coords = grid_coordinates(grid_size, device=self.freqs.device)  # (2, H*W)
         freqs = self.freqs.float()
         angles = coords[0, :, None] * freqs[0, ..., None, :] + coords[1, :, None] * freqs[1, ..., None, :]
         return nn.functional.pad(angles, (0, 0, self.num_prefix_tokens, 0))  # (..., N, head_dim/2)
 
-    def forward(self, grid_size: Tuple[int, int]) -> torch.Tensor:
-        grid_size = (int(grid_size[0]), int(grid_size[1]))
+    def get_embed(self, shape: Tuple[int, int]) -> torch.Tensor:
+        """The complex rotation table of an H x W patch grid (see the class docstring)."""
+        grid_size = (int(shape[0]), int(shape[1]))
         if self.rope_type == 'mixed':
             angles = self.angles(grid_size)
             return torch.polar(torch.ones_like(angles), angles)  # (depth, heads, N, head_dim/2)
         key = (*grid_size, self.freqs.device)
         table = self._axial_cache.get(key)
         if table is None:
-            angles = self.angles(grid_size)[0]  # (1, N, head_dim/2)
+            angles = self.angles(grid_size)[0, 0]  # (N, head_dim/2)
             table = torch.polar(torch.ones_like(angles), angles)
             if len(self._axial_cache) >= _MAX_CACHED_GRIDS:  # scale jitter visits many sizes; keep it bounded
                 self._axial_cache.clear()
             self._axial_cache[key] = table
         return table
+
+    def forward(self, grid_size: Tuple[int, int]) -> torch.Tensor:
+        return self.get_embed(grid_size)
 
     def no_weight_decay(self) -> set:
         return {'freqs'} if self.rope_type == 'mixed' else set()

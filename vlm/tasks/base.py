@@ -1,19 +1,25 @@
-"""What every vlm task shares: timm's optimizer factory with layer-wise lr decay, a per-step warmup + cosine
-schedule (timm's, which honours each group's lr_scale), default callbacks, a checkpoint shape check, and
-`torch.compile` of the encoder."""
+"""What every vlm task shares: the optimizer and schedule (`Optimization`), default callbacks, checkpoint checks
+and migration, and `torch.compile` of the encoder. Tasks hold Lightning concerns only; their models are plain
+modules built by `vlm.models`, `vlm.encoder` or `vlm.language`."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Union
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from timm.optim import create_optimizer_v2
-from timm.scheduler import CosineLRScheduler
 from timm.scheduler.scheduler import Scheduler
 
 from vlm.data.skip_report import BadSampleReport
-from vlm.encoder.weights import CheckpointShapeError, shape_mismatches
+from vlm.encoder.weights import shape_mismatches
+from vlm.errors import CheckpointShapeError, MissingFileError
+
+from .checkpoint_migration import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_KEY, migrate_hparams, migrate_state_dict
+from .optimization import DEFAULT_OPTIMIZATION, Optimization, create_optimizer, create_scheduler, encoder_layer_matcher
+
+CompileOptions = Union[bool, Dict[str, Any]]
 
 
 def compile_blocks(encoder: torch.nn.Module, **options: Any) -> None:
@@ -29,12 +35,11 @@ def compile_blocks(encoder: torch.nn.Module, **options: Any) -> None:
 
 
 class VlmTask(L.LightningModule):
-    """Base LightningModule. Subclasses set `monitor` (their main metric, higher is better), build
-    `self.model`, and may override `optimizer_model()` or `param_groups()`.
+    """Base LightningModule. Subclasses set `monitor` (their main metric), `default_optimization`, and build
+    `self.model`; they may override `optimizer_params()`.
 
-    optimizer: any timm optimizer name ('adamw', 'lamb', 'sgd', ...). layer_decay: timm's layer-wise lr decay
-    (lr of block i scaled by layer_decay ** (depth - i)); None for a flat lr. warmup_epochs: linear warmup,
-    then cosine down to min_lr, stepped every optimizer step.
+    optimization: the optimizer and schedule (`Optimization`: optimizer, lr, weight_decay, layer_decay,
+    warmup_epochs, min_lr, schedule, poly_power); None for the task's `default_optimization`.
     compile_encoder: `torch.compile` the encoder's blocks (`compile_blocks`) in place at `setup`: True for the
     defaults, or a dict of `torch.compile` keywords (e.g. {backend: inductor, mode: max-autotune}). The state
     dict keys are unchanged, so checkpoints load into compiled and eager models alike.
@@ -42,31 +47,36 @@ class VlmTask(L.LightningModule):
 
     monitor: str = 'val/loss'
     monitor_mode: str = 'max'
+    default_optimization = DEFAULT_OPTIMIZATION
+    state_dict_renames: Mapping[str, str] = {}  # old key prefix -> new, for checkpoints of vlm 0.1
 
-    def __init__(
-            self,
-            optimizer: str = 'adamw',
-            lr: float = 1e-3,
-            weight_decay: float = 0.05,
-            layer_decay: float | None = None,
-            warmup_epochs: float = 1.0,
-            min_lr: float = 1e-6,
-            compile_encoder: Union[bool, Dict[str, Any]] = False,
-    ) -> None:
+    def __init__(self, optimization: Optional[Optimization] = None, compile_encoder: CompileOptions = False) -> None:
         super().__init__()
-        self.optimizer_name, self.lr, self.weight_decay = optimizer, lr, weight_decay
-        self.layer_decay, self.warmup_epochs, self.min_lr = layer_decay, warmup_epochs, min_lr
+        self.optimization = Optimization.of(optimization, self.default_optimization)
         self.compile_encoder = compile_encoder
+
+    def save_task_hyperparameters(self, ignore: Optional[List[str]] = None) -> None:
+        """`save_hyperparameters` of the subclass's arguments, settings objects (`Optimization`, ...) as plain
+        dicts (a checkpoint must load with `weights_only=True`)."""
+        self.save_hyperparameters(ignore=ignore, frame=_caller_frame())
+        self.hparams['optimization'] = self.optimization.as_dict()
+        for key, value in self.hparams.items():
+            if dataclasses.is_dataclass(value):
+                self.hparams[key] = value.as_dict() if hasattr(value, 'as_dict') else dataclasses.asdict(value)
 
     # -- the encoder -------------------------------------------------------------------------------------------
 
     def encoder_module(self) -> Optional[torch.nn.Module]:
         """The task's image encoder: the first submodule that is a ViT (has `patch_embed` and `blocks`), e.g.
-        `model` (classification: encoder and its head), `model.backbone.encoder` (detection),
-        `backbone.encoder` (segmentation), `model.encoder` (vision-language). None before the model is built."""
-        for _, module in self.named_modules():
+        `model` (classification: encoder and its head), `model.backbone.encoder` (detection, segmentation),
+        `model.encoder` (vision-language). None before the model is built."""
+        found = self._encoder_and_prefix()
+        return found[0] if found else None
+
+    def _encoder_and_prefix(self) -> Optional[Tuple[torch.nn.Module, str]]:
+        for name, module in self.named_modules():
             if hasattr(module, 'patch_embed') and hasattr(module, 'blocks'):
-                return module
+                return module, f'{name}.' if name else ''
         return None
 
     def setup(self, stage: str) -> None:
@@ -81,37 +91,37 @@ class VlmTask(L.LightningModule):
         compile_blocks(encoder, **(self.compile_encoder if isinstance(self.compile_encoder, dict) else {}))
         return True
 
-    def optimizer_model(self) -> torch.nn.Module:
-        """The module whose parameters are optimised (timm's layer decay reads its `group_matcher`)."""
-        return self.model
+    # -- optimisation ------------------------------------------------------------------------------------------
 
     def optimizer_params(self) -> Any:
-        """What timm's optimizer factory gets: `optimizer_model()` (layer decay, no decay on 1-D tensors), or a
-        task's own list of parameter groups (each may set its 'lr'; the schedule scales every group alike)."""
-        return self.optimizer_model()
+        """What timm's optimizer factory gets: this module (layer decay from `group_matcher`, no decay on 1-D
+        tensors), or a task's own list of parameter groups (each may set its 'lr'; the schedule scales every group
+        alike)."""
+        return self
+
+    def group_matcher(self, coarse: bool = False) -> Callable[[str], int]:
+        """Layers for timm's layer-wise lr decay: the encoder's blocks in timm's order; every other parameter
+        (classifier, pyramid, heads) at the top, with the full lr (`encoder_layer_matcher`)."""
+        encoder, prefix = self._encoder_and_prefix()
+        return encoder_layer_matcher(encoder, prefix)
+
+    def no_weight_decay(self) -> set:
+        """The encoder's own no-decay parameters (class token, position embeddings, RoPE frequencies)."""
+        encoder, prefix = self._encoder_and_prefix()
+        return {f'{prefix}{name}' for name in encoder.no_weight_decay()}
 
     def configure_optimizers(self) -> Dict[str, Any]:
-        optimizer = create_optimizer_v2(
-            self.optimizer_params(), opt=self.optimizer_name, lr=self.lr, weight_decay=self.weight_decay,
-            layer_decay=self.layer_decay)
+        optimizer = create_optimizer(self.optimizer_params(), self.optimization)
         total_steps = max(int(self.trainer.estimated_stepping_batches), 1)
         steps_per_epoch = total_steps / max(self.trainer.max_epochs or 1, 1)
-        scheduler = self.build_lr_scheduler(optimizer, total_steps, int(self.warmup_epochs * steps_per_epoch))
+        scheduler = create_scheduler(optimizer, self.optimization, total_steps,
+                                     int(self.optimization.warmup_epochs * steps_per_epoch))
         return {'optimizer': optimizer, 'lr_scheduler': {'scheduler': scheduler, 'interval': 'step'}}
-
-    def build_lr_scheduler(self, optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int) -> Scheduler:
-        """Linear warmup from lr / 1000, then cosine down to min_lr at `total_steps` (a task may override)."""
-        return CosineLRScheduler(
-            optimizer,
-            t_initial=total_steps,
-            lr_min=self.min_lr,
-            warmup_t=warmup_steps,
-            warmup_lr_init=self.lr * 1e-3,
-            t_in_epochs=False,
-        )
 
     def lr_scheduler_step(self, scheduler: Scheduler, metric: Any) -> None:
         scheduler.step_update(num_updates=self.global_step)
+
+    # -- checkpoints -------------------------------------------------------------------------------------------
 
     def configure_callbacks(self) -> List[L.Callback]:
         """Checkpoints: the best by the task's main metric, and `last.ckpt`, the latest state, rewritten at every
@@ -125,10 +135,39 @@ class VlmTask(L.LightningModule):
             BadSampleReport(),
         ]
 
+    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_FORMAT_KEY] = CHECKPOINT_FORMAT
+
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
-        """Refuse a checkpoint whose tensors do not fit this model, naming each tensor and both shapes."""
+        """Rename the keys of a vlm 0.1 checkpoint, then refuse tensors that do not fit this model, naming each
+        tensor and both shapes."""
+        if checkpoint.get(CHECKPOINT_FORMAT_KEY, 1) < CHECKPOINT_FORMAT and self.state_dict_renames:
+            checkpoint['state_dict'] = migrate_state_dict(checkpoint.get('state_dict', {}), self.state_dict_renames)
         mismatched = shape_mismatches(checkpoint.get('state_dict', {}), self.state_dict())
         if mismatched:
             raise CheckpointShapeError(
                 "checkpoint does not fit this model (was it trained with another num_classes or encoder?):\n  "
                 + '\n  '.join(mismatched))
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Union[str, Path], map_location: Any = 'cpu', strict: bool = True,
+                             **overrides: Any) -> 'VlmTask':
+        """The task stored in a checkpoint of `vlm fit`, read with `weights_only=True` (a checkpoint is never
+        executed); the stored hyperparameters, migrated from older vlm versions and updated by `overrides`, build
+        the task, then the weights are loaded (`strict`)."""
+        overrides.pop('weights_only', None)  # always True
+        path = Path(checkpoint_path)
+        if not path.is_file():
+            raise MissingFileError(path, 'checkpoint not found')
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        task = cls(**{**migrate_hparams(checkpoint.get('hyper_parameters', {})), **overrides})
+        task.on_load_checkpoint(checkpoint)
+        task.load_state_dict(checkpoint['state_dict'], strict=strict)
+        return task
+
+
+def _caller_frame():
+    """The frame of the subclass `__init__` that called `save_task_hyperparameters`."""
+    import inspect
+
+    return inspect.currentframe().f_back.f_back

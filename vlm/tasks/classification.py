@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional
 
-import timm
 import torch
 import torch.nn.functional as F
 from timm.data import Mixup
@@ -13,9 +12,10 @@ from timm.loss import SoftTargetCrossEntropy
 from timm.utils import ModelEmaV3
 from torchmetrics.classification import MulticlassAccuracy
 
-from vlm.encoder.weights import load_encoder_weights
+from vlm.encoder import create_encoder
 
-from .base import VlmTask
+from .base import CompileOptions, VlmTask
+from .optimization import Optimization
 
 
 class ImageClassifier(VlmTask):
@@ -25,9 +25,9 @@ class ImageClassifier(VlmTask):
     (`timm.utils.ModelEmaV3`, off when `ema_decay` is None), layer-wise lr decay and warmup + cosine (VlmTask).
     Validation logs `val/acc1`, `val/acc5` of the evaluated weights (the EMA's when `eval_ema`, else the live
     ones) and the other set's as `val/ema_acc1` / `val/live_acc1`.
-    pretrained_weights: a local .safetensors / .pth / vlm checkpoint for the encoder; its classifier is skipped
-    when `pretrained_skip_head` (fine-tuning to new classes).
-    compile_encoder: `torch.compile` the encoder's blocks (True, or `torch.compile` keywords; see VlmTask).
+    encoder_weights: initial weights (a local .safetensors / .pth file, a `vlm convert` folder's model file, or any
+    vlm checkpoint); its classifier head is skipped unless `load_head` (fine-tuning to new classes).
+    optimization / compile_encoder: see `VlmTask`.
     """
 
     monitor = 'val/acc1'
@@ -37,8 +37,8 @@ class ImageClassifier(VlmTask):
             num_classes: int,
             encoder: str = 'vlm_vit_small_patch16_rope_rms',
             encoder_kwargs: Optional[Dict[str, Any]] = None,
-            pretrained_weights: Optional[str] = None,
-            pretrained_skip_head: bool = True,
+            encoder_weights: Optional[str] = None,
+            load_head: bool = False,
             label_smoothing: float = 0.1,
             mixup_alpha: float = 0.0,
             cutmix_alpha: float = 0.0,
@@ -46,22 +46,14 @@ class ImageClassifier(VlmTask):
             ema_decay: Optional[float] = None,
             eval_ema: bool = False,
             class_names: Optional[List[str]] = None,
-            optimizer: str = 'adamw',
-            lr: float = 1e-3,
-            weight_decay: float = 0.05,
-            layer_decay: Optional[float] = None,
-            warmup_epochs: float = 1.0,
-            min_lr: float = 1e-6,
-            compile_encoder: Union[bool, Dict[str, Any]] = False,
+            optimization: Optional[Optimization] = None,
+            compile_encoder: CompileOptions = False,
     ) -> None:
-        super().__init__(optimizer, lr, weight_decay, layer_decay, warmup_epochs, min_lr, compile_encoder)
-        self.save_hyperparameters()
+        super().__init__(optimization, compile_encoder)
+        self.save_task_hyperparameters()
         self.num_classes = num_classes
-        self.model = timm.create_model(encoder, num_classes=num_classes, **(encoder_kwargs or {}))
-        if pretrained_weights:
-            head = self.model.pretrained_cfg.get('classifier', 'head') if pretrained_skip_head else None
-            load_encoder_weights(self.model, pretrained_weights, strict=False,
-                                 exclude_prefixes=(f'{head}.',) if head else ())
+        self.model = create_encoder(encoder, encoder_kwargs, encoder_weights, num_classes=num_classes,
+                                    load_head=load_head)
         self.mixup = None
         if mixup_alpha > 0 or cutmix_alpha > 0:
             self.mixup = Mixup(mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha, prob=mixup_prob,

@@ -2,23 +2,23 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
+from torchvision.ops import box_convert
 
-from vlm.data.coco_json import read_json
-from vlm.data.transforms import normalization_for
-from vlm.distributed import gather_objects
 from vlm.drawing import draw_detections, to_uint8
-from vlm.evaluation import BACKENDS, detections_to_coco_results, evaluate_coco
+from vlm.evaluation import BACKENDS, detections_to_coco_results
+from vlm.evaluation.coco_metric import CocoMeanAveragePrecision
+from vlm.models import DEFAULT_LEVELS, build_detector
 
-from .base import VlmTask
-from .detection_backbone import ViTDetBackbone, encoder_layer_matcher
-from .detectors import DEFAULT_LEVELS, build_detector
+from .base import CompileOptions, VlmTask
+from .optimization import DEFAULT_OPTIMIZATION, Optimization
 
 Detections = Dict[str, torch.Tensor]
 MASK_THRESHOLD = 0.5
@@ -34,81 +34,46 @@ def torchvision_target(target: Dict[str, Any]) -> Dict[str, torch.Tensor]:
 
 
 class ObjectDetector(VlmTask):
-    """FCOS, RetinaNet or Mask R-CNN (torchvision) on a ViTDet backbone: the encoder's last grid through a
-    simple feature pyramid (`vlm.pyramid`).
+    """FCOS, RetinaNet or Mask R-CNN (`vlm.models.build_detector`: torchvision's detectors on a ViTDet backbone).
 
     num_classes: categories + background (label 0), linked from the datamodule, like `class_names`.
-    detector: 'fcos' | 'retinanet' | 'maskrcnn'. pyramid_strides / extra_levels / anchor_scale: default per
-    detector (see `vlm.tasks.detectors`); detector_kwargs: more arguments of the torchvision detector class.
-    min_size / max_size: the evaluation resize (training images keep the datamodule's scale jitter).
-    layer_decay scales the encoder's lr only (block i: decay ** (depth - i)); the pyramid and heads get the
-    full lr. Validation / test: COCO mAP (`val/AP`, `val/AP50`, ..., and `val/segm_AP`, ... for Mask R-CNN)
-    against the split's annotation file, the results JSON saved in the log dir. Prediction: `coco_results.json`
-    and one PNG per image with the detections drawn; items keep each image (uint8) until written.
-    compile_encoder: `torch.compile` the encoder's blocks (True, or `torch.compile` keywords; see VlmTask).
+    detector: 'fcos' | 'retinanet' | 'maskrcnn'. model_args: the detector's own settings, the arguments of
+    `vlm.models.build_detector` (encoder, encoder_kwargs, encoder_weights: initial encoder weights from any vlm
+    checkpoint or weights file, pyramid_channels, pyramid_strides, extra_levels, anchor_scale, min_size / max_size:
+    the evaluation resize, score_thresh, detections_per_img, detector_kwargs); a config sets them beside the
+    task's (`model.init_args.encoder`, ...). Layer-wise lr decay
+    (`optimization.layer_decay`) scales the encoder's lr only; the pyramid and heads get the full lr.
+    Validation / test: COCO mAP (`val/AP`, `val/AP50`, ..., and `val/segm_AP`, ... for Mask R-CNN) against the
+    split's annotation file (`CocoMeanAveragePrecision`, gathered over processes by torchmetrics), the table
+    printed and the results JSON saved in the log dir. Prediction: `coco_results.json` and one PNG per image with
+    the detections drawn; items keep each image (uint8) until written.
     """
 
     monitor = 'val/AP'
+    default_optimization = replace(DEFAULT_OPTIMIZATION, lr=1e-4, weight_decay=0.1)
 
     def __init__(
             self,
             num_classes: int,
             class_names: Optional[List[str]] = None,
             detector: str = 'fcos',
-            encoder: str = 'vlm_vit_small_patch16_rope_rms',
-            encoder_kwargs: Optional[Dict[str, Any]] = None,
-            pretrained_weights: Optional[str] = None,
-            pyramid_channels: int = 256,
-            pyramid_strides: Optional[List[int]] = None,
-            extra_levels: Optional[int] = None,
-            anchor_scale: Optional[float] = None,
-            min_size: int = 1024,
-            max_size: int = 1024,
-            score_thresh: float = 0.05,
-            detections_per_img: int = 100,
-            detector_kwargs: Optional[Dict[str, Any]] = None,
             draw_score_thresh: float = 0.3,
             eval_backend: str = 'pycocotools',
-            optimizer: str = 'adamw',
-            lr: float = 1e-4,
-            weight_decay: float = 0.1,
-            layer_decay: Optional[float] = None,
-            warmup_epochs: float = 1.0,
-            min_lr: float = 1e-6,
-            compile_encoder: Union[bool, Dict[str, Any]] = False,
+            optimization: Optional[Optimization] = None,
+            compile_encoder: CompileOptions = False,
+            **model_args: Any,
     ) -> None:
-        super().__init__(optimizer, lr, weight_decay, layer_decay, warmup_epochs, min_lr, compile_encoder)
-        self.save_hyperparameters()
+        super().__init__(optimization, compile_encoder)
+        self.save_task_hyperparameters()
         if detector not in DEFAULT_LEVELS:
             raise ValueError(f"detector must be one of {tuple(DEFAULT_LEVELS)}, got {detector!r}")
         if eval_backend not in BACKENDS:
             raise ValueError(f"eval_backend must be one of {BACKENDS}, got {eval_backend!r}")
-        default_strides, default_extra = DEFAULT_LEVELS[detector]
-        backbone = ViTDetBackbone(
-            encoder, encoder_kwargs, pretrained_weights, pyramid_channels,
-            strides=pyramid_strides or default_strides,
-            extra_levels=default_extra if extra_levels is None else extra_levels)
-        mean, std = normalization_for(encoder)
-        self.model = build_detector(
-            detector, backbone, num_classes, anchor_scale, score_thresh, detections_per_img, detector_kwargs,
-            min_size=min_size, max_size=max_size, image_mean=list(mean), image_std=list(std))
-        self.with_masks = detector == 'maskrcnn'
+        self.model = build_detector(detector, num_classes, **model_args)
+        self.iou_types = ('bbox', 'segm') if detector == 'maskrcnn' else ('bbox',)
         self.eval_backend = eval_backend
         self.draw_score_thresh = draw_score_thresh
-        self._results: Dict[int, List[dict]] = {}  # image id -> its COCO results records, this epoch
-        self._ground_truth: Dict[Path, dict] = {}
-
-    # -- optimisation: timm's layer decay reads these (VlmTask.optimizer_model is this module) ----------------
-
-    def optimizer_model(self) -> torch.nn.Module:
-        return self
-
-    def group_matcher(self, coarse: bool = False) -> Callable[[str], int]:
-        """Layers for timm's layer-wise lr decay: the encoder's blocks; everything else at the top."""
-        return encoder_layer_matcher(self.model.backbone.encoder, 'model.backbone.encoder.')
-
-    def no_weight_decay(self) -> set:
-        return {f'model.backbone.encoder.{name}' for name in self.model.backbone.encoder.no_weight_decay()}
+        self.metrics: Dict[str, CocoMeanAveragePrecision] = {}  # per split, built from the datamodule's files
 
     # -- steps -----------------------------------------------------------------------------------------------
 
@@ -148,32 +113,25 @@ class ObjectDetector(VlmTask):
                                "(trainer.fit / validate / test / predict(model, datamodule=...))")
         return datamodule
 
-    def coco_results(self, image_ids: List[int], detections: List[Detections]) -> List[List[dict]]:
-        """Per image, its COCO results records (category ids of the dataset, boxes XYWH, RLE masks)."""
-        categories = self._coco_datamodule().categories
-        return [
-            detections_to_coco_results([image_id], [d['boxes']], [d['scores']], [d['labels']],
-                                       categories.category_id, [d['masks']] if 'masks' in d else None)
-            for image_id, d in zip(image_ids, detections)
-        ]
+    def _metric(self, split: str) -> CocoMeanAveragePrecision:
+        if split not in self.metrics:
+            datamodule = self._coco_datamodule()
+            self.metrics[split] = CocoMeanAveragePrecision(
+                datamodule.annotation_file(split), [0] + datamodule.categories.ids, self.iou_types,
+                self.eval_backend).to(self.device)
+        return self.metrics[split]
 
-    def _evaluate_batch(self, batch: Dict[str, Any]) -> None:
+    def _evaluate_batch(self, batch: Dict[str, Any], split: str) -> None:
         if not batch['images']:
             return
         image_ids = [int(target['image_id']) for target in batch['targets']]
-        self._results.update(zip(image_ids, self.coco_results(image_ids, self.detections(batch['images']))))
-
-    def on_validation_epoch_start(self) -> None:
-        self._results = {}
-
-    def on_test_epoch_start(self) -> None:
-        self._results = {}
+        self._metric(split).update(image_ids, self.detections(batch['images']))
 
     def validation_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
-        self._evaluate_batch(batch)
+        self._evaluate_batch(batch, 'val')
 
     def test_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
-        self._evaluate_batch(batch)
+        self._evaluate_batch(batch, 'test')
 
     def on_validation_epoch_end(self) -> None:
         self._log_coco_stats('val')
@@ -181,50 +139,23 @@ class ObjectDetector(VlmTask):
     def on_test_epoch_end(self) -> None:
         self._log_coco_stats('test')
 
-    # -- COCO evaluation -------------------------------------------------------------------------------------
-
-    def _gathered_results(self) -> Dict[int, List[dict]]:
-        """This epoch's results from every rank, each image once (a distributed sampler repeats some)."""
-        merged: Dict[int, List[dict]] = {}
-        for shard in gather_objects(self._results):
-            for image_id, records in shard.items():
-                merged.setdefault(image_id, records)
-        return merged
-
-    def _split_ground_truth(self, split: str, image_ids: set) -> dict:
-        """The split's annotation JSON restricted to the evaluated images (all of them unless batches were
-        limited, e.g. `limit_val_batches` or the sanity check)."""
-        path = self._coco_datamodule().annotation_file(split)
-        if path not in self._ground_truth:
-            self._ground_truth[path] = read_json(path)
-        gt = self._ground_truth[path]
-        return {**gt, 'images': [image for image in gt['images'] if image['id'] in image_ids],
-                'annotations': [ann for ann in gt.get('annotations', []) if ann['image_id'] in image_ids]}
-
-    def _coco_stats(self, per_image: Dict[int, List[dict]], split: str, log_dir: Path) -> Dict[str, float]:
-        """Evaluate (rank 0): the 12 stats per IoU type, the table printed, the results JSON saved in log_dir."""
-        results = [record for records in per_image.values() for record in records]
-        if not self.trainer.sanity_checking:
+    def _log_coco_stats(self, split: str) -> None:
+        """The 12 stats per IoU type (the same on every rank: the metric gathers every rank's detections), the
+        table printed and the results JSON saved in the log dir (rank 0)."""
+        metric = self._metric(split)
+        computed = metric.compute()
+        metric.reset()
+        log_dir = Path(self.trainer.log_dir or '.')  # on every rank: in DDP it is a broadcast
+        if self.trainer.is_global_zero and not self.trainer.sanity_checking:
             path = log_dir / f'coco_results_{split}_epoch{self.current_epoch:03d}.json'
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(results))
-        gt = self._split_ground_truth(split, set(per_image))
-        stats: Dict[str, float] = {}
-        for iou_type, prefix in [('bbox', '')] + ([('segm', 'segm_')] if self.with_masks else []):
-            coco = evaluate_coco(gt, results, iou_type=iou_type, backend=self.eval_backend)
-            self.print(f"{split} epoch {self.current_epoch}: COCO {iou_type} mAP on {len(per_image)} images\n"
-                       f"{coco.table}")
-            stats.update({f'{prefix}{name}': value for name, value in coco.as_dict().items()})
-        return stats
-
-    def _log_coco_stats(self, split: str) -> None:
-        per_image = self._gathered_results()
-        self._results = {}
-        log_dir = Path(self.trainer.log_dir or '.')  # on every rank: in DDP it is a broadcast
-        stats = self._coco_stats(per_image, split, log_dir) if self.trainer.is_global_zero else None
-        stats = self.trainer.strategy.broadcast(stats, src=0)
-        for name, value in stats.items():  # the same on every rank: sync_dist's mean keeps it (and Lightning quiet)
-            self.log(f'{split}/{name}', value, prog_bar=name == 'AP', sync_dist=True)
+            path.write_text(json.dumps(computed['results']))
+        for iou_type, scored in computed['scores'].items():
+            self.print(f"{split} epoch {self.current_epoch}: COCO {iou_type} mAP on {computed['images']} images\n"
+                       f"{scored['table']}")
+            prefix = '' if iou_type == 'bbox' else f'{iou_type}_'
+            for name, value in scored['stats'].items():
+                self.log(f'{split}/{prefix}{name}', value, prog_bar=name == 'AP' and not prefix, sync_dist=True)
 
     # -- prediction ------------------------------------------------------------------------------------------
 
@@ -233,11 +164,12 @@ class ObjectDetector(VlmTask):
         if not batch['images']:
             return []
         image_ids = [int(target['image_id']) for target in batch['targets']]
-        detections = self.detections(batch['images'])
+        category_id = self._coco_datamodule().categories.category_id
         return [
-            {'image_id': image_id, 'image': to_uint8(image), 'labels': d['labels'].tolist(), 'results': records}
-            for image_id, image, d, records in zip(image_ids, batch['images'], detections,
-                                                   self.coco_results(image_ids, detections))
+            {'image_id': image_id, 'image': to_uint8(image), 'labels': d['labels'].tolist(),
+             'results': detections_to_coco_results([image_id], [d['boxes']], [d['scores']], [d['labels']],
+                                                   category_id, [d['masks']] if 'masks' in d else None)}
+            for image_id, image, d in zip(image_ids, batch['images'], self.detections(batch['images']))
         ]
 
     def write_predictions(self, items: List[Dict[str, Any]], output_dir: Path) -> Path:
@@ -249,8 +181,8 @@ class ObjectDetector(VlmTask):
         for item in items:
             shown = [(record, label) for record, label in zip(item['results'], item['labels'])
                      if record['score'] >= self.draw_score_thresh]
-            boxes = torch.tensor([record['bbox'] for record, _ in shown], dtype=torch.float32).reshape(-1, 4)
-            boxes[:, 2:] += boxes[:, :2]  # XYWH -> XYXY
+            boxes = box_convert(torch.tensor([record['bbox'] for record, _ in shown], dtype=torch.float32)
+                                .reshape(-1, 4), 'xywh', 'xyxy')
             captions = [f"{names[label] if names else record['category_id']} {record['score']:.2f}"
                         for record, label in shown]
             masks = None

@@ -3,134 +3,81 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from timm.scheduler import PolyLRScheduler
-from timm.scheduler.scheduler import Scheduler
+from timm.data import resolve_model_data_config
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
-from vlm.data.transforms import normalization_for
 from vlm.drawing import draw_label_map, label_palette, to_uint8
+from vlm.models import SemanticSegmentationModel
 
-from .base import VlmTask
-from .detection_backbone import ViTDetBackbone, encoder_layer_matcher
-from .segmentation_head import FpnFusionHead
-from .sliding_window import slide_inference
+from .base import CompileOptions, VlmTask
+from .optimization import DEFAULT_OPTIMIZATION, Optimization
 
 Images = Union[torch.Tensor, List[torch.Tensor]]  # (B, 3, H, W), or [(3, Hi, Wi)] when sizes differ
-INFERENCE_MODES = ('whole', 'slide')
-SCHEDULES = ('cosine', 'poly')
 
 
 class SemanticSegmenter(VlmTask):
-    """Per-pixel classes from the encoder's last grid: the ViTDet simple feature pyramid (strides 4..32 by
-    default) and an FPN / UPerNet-style fusion head (`FpnFusionHead`), logits upsampled to the input size.
+    """Per-pixel classes: `vlm.models.SemanticSegmentationModel` (the ViTDet simple feature pyramid, strides 4..32
+    by default, and an FPN / UPerNet-style fusion head), trained with cross-entropy over the labelled pixels.
 
     num_classes / class_names: linked from the datamodule. ignore_index: label of pixels left out of the loss
-    and the metrics. Any input size: the image is zero-padded to a multiple of the largest stride for the
-    forward pass and the logits cropped back. inference: 'whole' (the full image at once) or 'slide'
-    (`window` x `window` windows every `stride` pixels, logits averaged; for images larger than the training
-    crops). schedule: 'cosine' (VlmTask's) or 'poly' (timm's PolyLRScheduler with `poly_power`, as
-    mmsegmentation's ADE20K recipes); both with linear warmup. layer_decay scales the encoder's lr only
-    (block i: decay ** (depth - i)); the pyramid and head get the full lr. Validation / test log `val/mIoU`
-    (mean over the classes present in the labels or the predictions), `val/pixel_acc` and `val/loss`, and print
-    the per-class IoU. Prediction writes `<name>_mask.png` (palette PNG: pixel value = class label, classes
-    coloured; a class named 'background' black) and `<name>_overlay.png` per image. compile_encoder:
-    `torch.compile` the encoder's blocks (see `VlmTask`).
+    and the metrics. model_args: the segmenter's own settings, the arguments of
+    `vlm.models.SemanticSegmentationModel` (encoder, encoder_kwargs, encoder_weights, pyramid_channels,
+    pyramid_strides, head_channels, dropout, inference: 'whole' or 'slide', window, stride). Any input size: the
+    image is zero-padded to a multiple of the largest stride for the forward pass and the logits cropped back;
+    'slide' averages the logits of `window` x `window` windows every `stride` pixels (for images larger than the
+    training crops); inference settings do not change the weights, so a command line may set them for a
+    checkpoint. optimization: with
+    `schedule: poly` (`poly_power`) for mmsegmentation's ADE20K recipes; layer decay scales the encoder's lr only.
+    Validation / test log `val/mIoU` (mean over the classes present in the labels or the predictions),
+    `val/pixel_acc` and `val/loss`, and print the per-class IoU. Prediction writes `<name>_mask.png` (palette PNG:
+    pixel value = class label, classes coloured; a class named 'background' black) and `<name>_overlay.png` per
+    image. compile_encoder: see `VlmTask`.
     """
 
     monitor = 'val/mIoU'
+    default_optimization = replace(DEFAULT_OPTIMIZATION, lr=1e-4)
+    state_dict_renames = {'backbone.': 'model.backbone.', 'head.': 'model.head.'}  # vlm 0.1 held them directly
 
     def __init__(
             self,
             num_classes: int,
             class_names: Optional[List[str]] = None,
-            encoder: str = 'vlm_vit_small_patch16_rope_rms',
-            encoder_kwargs: Optional[Dict[str, Any]] = None,
-            pretrained_weights: Optional[str] = None,
-            pyramid_channels: int = 256,
-            pyramid_strides: Sequence[int] = (4, 8, 16, 32),
-            head_channels: int = 256,
-            dropout: float = 0.1,
             ignore_index: int = 255,
-            inference: str = 'whole',
-            window: int = 512,
-            stride: int = 341,
             overlay_alpha: float = 0.5,
-            schedule: str = 'cosine',
-            poly_power: float = 1.0,
-            optimizer: str = 'adamw',
-            lr: float = 1e-4,
-            weight_decay: float = 0.05,
-            layer_decay: Optional[float] = None,
-            warmup_epochs: float = 1.0,
-            min_lr: float = 1e-6,
-            compile_encoder: Union[bool, Dict[str, Any]] = False,
+            optimization: Optional[Optimization] = None,
+            compile_encoder: CompileOptions = False,
+            **model_args: Any,
     ) -> None:
-        super().__init__(optimizer, lr, weight_decay, layer_decay, warmup_epochs, min_lr, compile_encoder)
-        self.save_hyperparameters()
-        if inference not in INFERENCE_MODES:
-            raise ValueError(f"inference must be one of {INFERENCE_MODES}, got {inference!r}")
-        if schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-        if inference == 'slide' and not 0 < stride <= window:
-            raise ValueError(f"sliding window needs 0 < stride <= window, got window={window}, stride={stride}")
+        super().__init__(optimization, compile_encoder)
+        self.save_task_hyperparameters()
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"{len(class_names)} class_names for num_classes={num_classes}")
         self.num_classes, self.ignore_index = num_classes, ignore_index
-        self.inference, self.window, self.stride = inference, window, stride
-        self.schedule, self.poly_power = schedule, poly_power
-        self.backbone = ViTDetBackbone(encoder, encoder_kwargs, pretrained_weights, pyramid_channels,
-                                       strides=pyramid_strides, extra_levels=0)
-        self.head = FpnFusionHead(pyramid_channels, num_classes, head_channels, len(pyramid_strides), dropout)
-        patch = self.backbone.encoder.patch_embed.patch_size[0]
-        self.size_divisor = math.lcm(patch, max(pyramid_strides))  # every map's size divides the padded input
+        self.model = SemanticSegmentationModel(num_classes, **model_args)
         self.iou = MulticlassJaccardIndex(num_classes, average='none', ignore_index=ignore_index,
                                           zero_division=float('nan'))  # NaN: class absent from labels and preds
         self.pixel_acc = MulticlassAccuracy(num_classes, average='micro', ignore_index=ignore_index)
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
-        self.normalization = normalization_for(encoder)  # to undo the datamodule's, unless it says its own
-
-    # -- optimisation: timm's layer decay reads these (VlmTask.optimizer_model is this module) ----------------
-
-    def optimizer_model(self) -> torch.nn.Module:
-        return self
-
-    def group_matcher(self, coarse: bool = False) -> Callable[[str], int]:
-        """Layers for timm's layer-wise lr decay: the encoder's blocks; the pyramid and head at the top."""
-        return encoder_layer_matcher(self.backbone.encoder, 'backbone.encoder.')
-
-    def no_weight_decay(self) -> set:
-        return {f'backbone.encoder.{name}' for name in self.backbone.encoder.no_weight_decay()}
-
-    def build_lr_scheduler(self, optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int) -> Scheduler:
-        if self.schedule == 'cosine':
-            return super().build_lr_scheduler(optimizer, total_steps, warmup_steps)
-        return PolyLRScheduler(optimizer, t_initial=total_steps, power=self.poly_power, lr_min=self.min_lr,
-                               warmup_t=warmup_steps, warmup_lr_init=self.lr * 1e-3, t_in_epochs=False)
+        config = resolve_model_data_config(self.model.backbone.encoder)
+        self.normalization = (config['mean'], config['std'])  # to undo the datamodule's, unless it says its own
 
     # -- model -----------------------------------------------------------------------------------------------
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, H, W), any H and W -> logits (B, num_classes, H, W)."""
-        height, width = images.shape[-2:]
-        pad_h, pad_w = -height % self.size_divisor, -width % self.size_divisor
-        padded = F.pad(images, (0, pad_w, 0, pad_h))  # (B, 3, H', W'), multiples of size_divisor
-        levels = list(self.backbone(padded).values())  # [(B, C, H'/s, W'/s) for s in pyramid_strides]
-        logits = self.head(levels)  # (B, K, H'/s0, W'/s0)
-        logits = F.interpolate(logits, size=padded.shape[-2:], mode='bilinear', align_corners=False)
-        return logits[:, :, :height, :width]  # (B, K, H, W)
+        return self.model(images)
 
     def infer(self, images: torch.Tensor) -> torch.Tensor:
         """Evaluation logits (B, K, H, W) with the configured `inference` ('whole' or 'slide'), in float32."""
-        if self.inference == 'slide':
-            return slide_inference(self, images, self.num_classes, self.window, self.stride)
-        return self(images).float()
+        return self.model.infer(images)
 
     @staticmethod
     def _per_image(images: Images, masks: Optional[Images] = None) -> List[Tuple[torch.Tensor, Any]]:

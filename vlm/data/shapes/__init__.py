@@ -14,8 +14,7 @@ Layout under the root (`shapes_paths(root, split)` gives a split's paths; SPLIT_
 
 Image ids: train 1.., val 1000001.. (IMAGE_ID_OFFSETS); VQA question_id = image_id * 100 + k, k = 1..5.
 """
-from .constants import (CATEGORIES, CATEGORY_IDS, CATEGORY_NAMES, CLASSIFICATION_CLASSES, COLOURS,
-                        SEGMENTATION_CLASSES)
+from .constants import CATEGORIES, CATEGORY_IDS, CATEGORY_NAMES, CLASSIFICATION_CLASSES, COLOURS, SEGMENTATION_CLASSES
 from .generate import generate_shapes
 from .paths import IMAGE_ID_OFFSETS, META_FILE, SPLIT_FILES, SPLITS, image_file_name, shapes_paths
 

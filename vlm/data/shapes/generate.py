@@ -16,10 +16,25 @@ import numpy as np
 from .captions import make_captions
 from .constants import CLASSIFICATION_CLASSES, COLOURS, SEGMENTATION_CLASSES
 from .draw import label_map, render
-from .formats import (coco_captions, coco_categories, coco_image, coco_instances, instance_annotation,
-                      vqa_annotations, vqa_questions)
-from .paths import (IMAGE_ID_OFFSETS, META_FILE, SPLIT_FILES, SPLITS, classification_file_name, image_file_name,
-                    image_id, shapes_paths)
+from .formats import (
+    coco_captions,
+    coco_categories,
+    coco_image,
+    coco_instances,
+    instance_annotation,
+    vqa_annotations,
+    vqa_questions,
+)
+from .paths import (
+    IMAGE_ID_OFFSETS,
+    META_FILE,
+    SPLIT_FILES,
+    SPLITS,
+    classification_file_name,
+    image_file_name,
+    image_id,
+    shapes_paths,
+)
 from .scene import layout_scene, seen_objects, single_object_scene
 from .vqa import make_questions
 from .writer import staged_directory, write_json, write_png

@@ -6,8 +6,16 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .constants import (CATEGORY_NAMES, CLASSIFICATION_SIZE_RANGE, COLOURS, EMPTY_FRACTION, INSTANCE_SIZE_RANGE,
-                        MAX_OBJECTS, MIN_VISIBLE_FRACTION, MIN_VISIBLE_PIXELS)
+from .constants import (
+    CATEGORY_NAMES,
+    CLASSIFICATION_SIZE_RANGE,
+    COLOURS,
+    EMPTY_FRACTION,
+    INSTANCE_SIZE_RANGE,
+    MAX_OBJECTS,
+    MIN_VISIBLE_FRACTION,
+    MIN_VISIBLE_PIXELS,
+)
 from .geometry import ShapeObject, shape_mask
 
 COLOUR_JITTER = 15  # +- per channel around the named colour

@@ -1,10 +1,9 @@
-"""`vlm caption`, `vlm ask` and `vlm export`: the vision-language model from the command line."""
+"""`vlm caption` and `vlm ask`: a vision-language model directory (`vlm export`) from the command line."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -36,7 +35,7 @@ def _generation_options(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def _predictor(args: argparse.Namespace):
-    from .inference import VisionLanguagePredictor
+    from vlm.language.inference import VisionLanguagePredictor
 
     return VisionLanguagePredictor.from_pretrained(args.model, device=args.device, batch_size=args.batch_size,
                                                    image_size=args.image_size)
@@ -71,31 +70,12 @@ def ask(argv: Optional[List[str]] = None) -> int:
     _generation_arguments(parser)
     parser.add_argument('--question', required=True)
     args = parser.parse_args(argv)
-    from .prompts import vqa_prompt
+    from vlm.language.prompts import vqa_prompt
 
     vqa_prompt(args.question)  # an empty question is refused before the model loads
     predictor = _predictor(args)
     options = _generation_options(args)
     if not args.images:
-        print(predictor.complete([vqa_prompt(args.question)], **options)[0])
+        print(predictor.complete([args.question], **options)[0])
         return 0
     return _print_answers(predictor.ask_files(args.images, args.question, **options), args.json, 'ask')
-
-
-def export(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog='vlm export',
-        description='Write a VisionLanguageTask checkpoint as a Hugging Face directory: config.json, '
-                    'model.safetensors, tokenizer files, processor_config.json.')
-    parser.add_argument('--ckpt', required=True, help='a Lightning checkpoint of `vlm fit` (e.g. .../last.ckpt)')
-    parser.add_argument('--out', required=True, help='the directory to write')
-    args = parser.parse_args(argv)
-    if not Path(args.ckpt).is_file():
-        raise FileNotFoundError(f'checkpoint {args.ckpt} does not exist')
-    from vlm.tasks.vision_language import VisionLanguageTask
-
-    task = VisionLanguageTask.load_from_checkpoint(args.ckpt, map_location='cpu', weights_only=True)
-    task.model.save_pretrained(args.out)
-    task.processor.save_pretrained(args.out)
-    print(f'wrote {args.out}: ' + ', '.join(sorted(path.name for path in Path(args.out).iterdir())))
-    return 0

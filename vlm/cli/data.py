@@ -35,7 +35,7 @@ def _disk_bytes(root: Path) -> int:
 
 
 def _shapes(args: argparse.Namespace) -> int:
-    from .shapes import META_FILE, generate_shapes  # imported here so `vlm data --help` stays fast
+    from vlm.data.shapes import META_FILE, generate_shapes  # imported here so `vlm data --help` stays fast
 
     start = time.perf_counter()
     try:

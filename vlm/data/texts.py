@@ -1,14 +1,15 @@
-"""The texts of caption and VQA datasets, read from their annotations (no image is opened)."""
+"""The texts of caption and VQA datasets, read from their annotations (no image is opened): what a tokenizer is
+trained on."""
 from __future__ import annotations
 
 from typing import Iterator, List
 
 from torch.utils.data import ConcatDataset, Dataset
 
-from vlm.data.captions import CocoCaptions
-from vlm.data.vqa import VqaV2
+from vlm.language.prompts import training_corpus
 
-from .prompts import training_corpus
+from .captions import CocoCaptions
+from .vqa import VqaV2
 
 
 def dataset_parts(dataset: Dataset) -> List[Dataset]:
@@ -27,10 +28,9 @@ def dataset_texts(dataset: Dataset) -> Iterator[str]:
         if isinstance(part, CocoCaptions):
             captions += [text for image_id in part.image_ids for text in part.captions(image_id)]
         elif isinstance(part, VqaV2):
-            for question in part.questions:
-                annotation = part.annotations.get(int(question['question_id']), {})
-                questions.append(question['question'])
-                answers.append(annotation.get('multiple_choice_answer', ''))
+            records = [part.record(k) for k in range(len(part.questions))]
+            questions += [record['question'] for record in records]
+            answers += [record['answer'] for record in records]
         else:
             raise TypeError(f'no texts known for a {type(part).__name__} dataset')
     return training_corpus(captions, questions, answers)

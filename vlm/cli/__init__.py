@@ -10,33 +10,25 @@ import importlib
 import sys
 from typing import Callable, Dict, List, Optional, Tuple
 
-# name -> (module, function, one-line help); the function takes the remaining argv
+# name -> (module, function, one-line help); the function takes the arguments after the name
 SUBCOMMANDS: Dict[str, Tuple[str, str, str]] = {
-    'fit': ('vlm.cli', 'lightning', 'train a model: `vlm fit --config configs/shapes/classification.yaml`'),
-    'validate': ('vlm.cli', 'lightning', 'evaluate on the validation split (`--ckpt_path ...`)'),
-    'test': ('vlm.cli', 'lightning', 'evaluate on the test split (`--ckpt_path ...`)'),
-    'predict': ('vlm.cli', 'lightning', 'write predictions (`--ckpt_path ...`)'),
-    'data': ('vlm.data.cli', 'main', 'generate datasets: `vlm data shapes --out data/shapes`'),
-    'evaluate-coco': ('vlm.evaluation.cli', 'main',
+    'fit': ('vlm.cli.lightning', 'fit', 'train a model: `vlm fit --config configs/shapes/detection.yaml`'),
+    'validate': ('vlm.cli.lightning', 'validate', 'evaluate on the validation split (`--ckpt_path ...`)'),
+    'test': ('vlm.cli.lightning', 'test', 'evaluate on the test split (`--ckpt_path ...`)'),
+    'predict': ('vlm.cli.lightning', 'predict', 'write predictions (`--ckpt_path ...`)'),
+    'data': ('vlm.cli.data', 'main', 'generate datasets: `vlm data shapes --out data/shapes`'),
+    'evaluate-coco': ('vlm.cli.evaluate', 'coco_main',
                       'COCO mAP of a results JSON: `vlm evaluate-coco --gt GT.json --predictions RESULTS.json`'),
-    'evaluate-captions': ('vlm.evaluation.cli', 'captions_main',
+    'evaluate-captions': ('vlm.cli.evaluate', 'captions_main',
                           'BLEU, CIDEr, ROUGE-L of caption results: `vlm evaluate-captions --gt GT.json '
                           '--predictions RESULTS.json`'),
-    'evaluate-vqa': ('vlm.evaluation.cli', 'vqa_main',
+    'evaluate-vqa': ('vlm.cli.evaluate', 'vqa_main',
                      'VQAv2 accuracy: `vlm evaluate-vqa --questions Q.json --annotations A.json '
                      '--predictions RESULTS.json`'),
-    'caption': ('vlm.language.cli', 'caption', 'caption images: `vlm caption --model DIR IMAGE [IMAGE ...]`'),
-    'ask': ('vlm.language.cli', 'ask', 'answer a question: `vlm ask --model DIR --question "..." IMAGE [...]`'),
-    'export': ('vlm.language.cli', 'export', 'checkpoint -> Hugging Face directory: `vlm export --ckpt C --out DIR`'),
+    'caption': ('vlm.cli.generate', 'caption', 'caption images: `vlm caption --model DIR IMAGE [IMAGE ...]`'),
+    'ask': ('vlm.cli.generate', 'ask', 'answer a question: `vlm ask --model DIR --question "..." IMAGE [...]`'),
+    'export': ('vlm.cli.export', 'main', 'checkpoint -> Hugging Face directory: `vlm export --ckpt C --out DIR`'),
 }
-
-
-def lightning(argv: List[str]) -> int:
-    """Run Lightning's CLI on `argv` (subcommand first)."""
-    from vlm.lightning_cli import VlmCLI
-
-    VlmCLI(args=argv)
-    return 0
 
 
 def _usage() -> str:
@@ -57,17 +49,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"vlm: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module, function, _ = SUBCOMMANDS[name]
-    command: Callable[[List[str]], Optional[int]] = getattr(importlib.import_module(module), function)
-    rest = argv if module == 'vlm.cli' else argv[1:]
-    from vlm.data.errors import DataError, InputError
-    from vlm.encoder.weights import CheckpointShapeError
+    from vlm.errors import CheckpointShapeError, DataError, InputError
 
     try:
-        return command(rest) or 0
+        command: Callable[[List[str]], Optional[int]] = getattr(importlib.import_module(module), function)
+        return command(argv[1:]) or 0
     except (DataError, InputError, CheckpointShapeError, FileNotFoundError) as error:
         print(f"vlm {name}: error: {error}", file=sys.stderr)
         return 1
-
-
-if __name__ == '__main__':
-    sys.exit(main())

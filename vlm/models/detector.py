@@ -1,4 +1,10 @@
-"""torchvision's FCOS, RetinaNet and Mask R-CNN on a ViTDet backbone: levels, anchors and heads per detector."""
+"""Where a detector is built: torchvision's FCOS, RetinaNet and Mask R-CNN on a ViTDet backbone, with the levels,
+anchors and heads of each, as a plain `nn.Module` (no Lightning):
+
+    detector = vlm.models.build_detector('fcos', num_classes=7, encoder='vlm_vit_small_patch16_rope_rms')
+    vlm.load_weights(detector, 'runs/shapes_detection/version_0/checkpoints/last.ckpt')
+    detector.eval()([image])   # [{'boxes', 'scores', 'labels'}]
+"""
 from __future__ import annotations
 
 from functools import partial
@@ -14,7 +20,9 @@ from torchvision.models.detection.retinanet import RetinaNetHead
 from torchvision.models.detection.rpn import RPNHead
 from torchvision.ops import MultiScaleRoIAlign
 
-from .detection_backbone import ViTDetBackbone
+from vlm.encoder import encoder_normalization
+
+from .vitdet_backbone import ViTDetBackbone
 
 DETECTORS = ('fcos', 'retinanet', 'maskrcnn')
 # pyramid strides and extra max-pooled levels: P3-P7 for the one-stage detectors, P2-P6 for Mask R-CNN (ViTDet)
@@ -37,30 +45,43 @@ def anchor_generator(detector: str, strides: Sequence[int], scale: float) -> Anc
 
 def build_detector(
         detector: str,
-        backbone: ViTDetBackbone,
         num_classes: int,
+        encoder: str = 'vlm_vit_small_patch16_rope_rms',
+        encoder_kwargs: Optional[Dict[str, Any]] = None,
+        encoder_weights: Optional[str] = None,
+        pyramid_channels: int = 256,
+        pyramid_strides: Optional[Sequence[int]] = None,
+        extra_levels: Optional[int] = None,
         anchor_scale: Optional[float] = None,
+        min_size: int = 1024,
+        max_size: int = 1024,
         score_thresh: float = 0.05,
         detections_per_img: int = 100,
         detector_kwargs: Optional[Dict[str, Any]] = None,
-        **transform_kwargs: Any,
 ) -> nn.Module:
-    """The torchvision detector `detector` on `backbone`; num_classes counts the background (label 0).
+    """The torchvision detector `detector` ('fcos' | 'retinanet' | 'maskrcnn') on a `ViTDetBackbone`.
 
-    detector_kwargs: more keyword arguments of the torchvision class, e.g. Mask R-CNN's
-    `box_batch_size_per_image` or `rpn_post_nms_top_n_test`, FCOS's `center_sampling_radius`.
-    transform_kwargs go to `GeneralizedRCNNTransform` (min_size, max_size, image_mean, image_std). Batches are
-    padded to a multiple of the largest stride, so every level's map is exactly image size / stride, and
-    training images are not resized (`_skip_resize`, as torchvision's LSJ recipe): the datamodule's scale
-    jitter is the training resize. Evaluation resizes to min_size / max_size and maps the boxes back.
-    FCOS and RetinaNet heads use GroupNorm(32, .): `backbone.out_channels` must be a multiple of 32.
+    num_classes counts the background (label 0). pyramid_strides / extra_levels / anchor_scale: per detector by
+    default (`DEFAULT_LEVELS`, `DEFAULT_ANCHOR_SCALE`). detector_kwargs: more keyword arguments of the torchvision
+    class, e.g. Mask R-CNN's `box_batch_size_per_image` or `rpn_post_nms_top_n_test`, FCOS's
+    `center_sampling_radius`. Images are normalised inside (`GeneralizedRCNNTransform`) with the encoder's own
+    mean and std. Batches are padded to a multiple of the largest stride, so every level's map is exactly image
+    size / stride, and training images are not resized (`_skip_resize`, as torchvision's LSJ recipe): the
+    datamodule's scale jitter is the training resize. Evaluation resizes to min_size / max_size and maps the boxes
+    back. FCOS and RetinaNet heads use GroupNorm(32, .): `pyramid_channels` must be a multiple of 32.
     """
     if detector not in DETECTORS:
         raise ValueError(f"detector must be one of {DETECTORS}, got {detector!r}")
+    default_strides, default_extra = DEFAULT_LEVELS[detector]
+    backbone = ViTDetBackbone(encoder, encoder_kwargs, encoder_weights, pyramid_channels,
+                              strides=pyramid_strides or default_strides,
+                              extra_levels=default_extra if extra_levels is None else extra_levels)
+    mean, std = encoder_normalization(encoder)
     strides, channels = backbone.out_strides, backbone.out_channels
     anchors = anchor_generator(detector, strides, DEFAULT_ANCHOR_SCALE[detector] if anchor_scale is None
                                else anchor_scale)
-    common = dict(size_divisible=max(strides), _skip_resize=True, **transform_kwargs, **(detector_kwargs or {}))
+    common = dict(size_divisible=max(strides), _skip_resize=True, min_size=min_size, max_size=max_size,
+                  image_mean=list(mean), image_std=list(std), **(detector_kwargs or {}))
     if detector == 'fcos':
         return FCOS(backbone, num_classes, anchor_generator=anchors, score_thresh=score_thresh,
                     detections_per_img=detections_per_img, **common)

@@ -3,14 +3,13 @@ CIDEr and ROUGE-L of COCO caption results; `vlm evaluate-vqa`: VQAv2 accuracy of
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-
 from typing import Callable, Dict, Sequence
 
-from vlm.data.errors import DataError
+from vlm.errors import DataError
 from vlm.evaluation.coco_eval import BACKENDS, evaluate_coco
 from vlm.evaluation.coco_results import IOU_TYPES, CocoEvalError
+from vlm.io.json_files import write_json
 
 PROG = 'vlm evaluate-coco'
 
@@ -29,16 +28,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str]) -> int:
+def coco_main(argv: list[str]) -> int:
     """Run `vlm evaluate-coco` on `argv` (the arguments after the subcommand); 1 on bad input."""
     args = _parser().parse_args(argv)
     try:
         stats = evaluate_coco(args.gt, args.predictions, args.iou_type, args.backend)
         if args.json:
-            with open(args.json, 'w') as file:
-                json.dump(stats.as_dict(), file, indent=2)
-                file.write('\n')
-    except (CocoEvalError, OSError) as error:
+            write_json(stats.as_dict(), args.json)
+    except (CocoEvalError, DataError, OSError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 1
     print(stats.table, end='')
@@ -48,8 +45,6 @@ def main(argv: list[str]) -> int:
 def _metrics_command(argv: list[str], parser: argparse.ArgumentParser,
                      score: Callable[[argparse.Namespace], tuple[Dict[str, float], str]]) -> int:
     """Parse, score, print `name  value` lines (and what was scored), write --json; 1 on bad input."""
-    from vlm.evaluation.caption_metrics import write_json
-
     args = parser.parse_args(argv)
     try:
         metrics, scored = score(args)
@@ -82,7 +77,9 @@ def _metrics_parser(prog: str, description: str, inputs: Sequence[tuple[str, str
 
 def captions_main(argv: list[str]) -> int:
     """Run `vlm evaluate-captions` on `argv`; 1 on bad input."""
-    from vlm.evaluation.caption_metrics import evaluate_captions, read_caption_references, read_caption_results
+    from vlm.data.captions import read_caption_references
+    from vlm.evaluation.caption_scores import evaluate_captions
+    from vlm.evaluation.results_files import read_caption_results
 
     parser = _metrics_parser(
         'vlm evaluate-captions',
@@ -102,7 +99,9 @@ def captions_main(argv: list[str]) -> int:
 
 def vqa_main(argv: list[str]) -> int:
     """Run `vlm evaluate-vqa` on `argv`; 1 on bad input."""
-    from vlm.evaluation.vqa_accuracy import read_vqa_annotations, read_vqa_results, vqa_accuracy
+    from vlm.data.vqa import read_vqa_annotations
+    from vlm.evaluation.results_files import read_vqa_results
+    from vlm.evaluation.vqa_accuracy import vqa_accuracy
 
     parser = _metrics_parser(
         'vlm evaluate-vqa',

@@ -1,13 +1,17 @@
 """`vlm fit | validate | test | predict --config FILE`: Lightning's CLI with vlm's defaults."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import lightning as L
+import torch
 from lightning.pytorch.cli import LightningCLI
 from lightning_utilities.core.imports import RequirementCache
 
-from vlm.prediction_writer import PredictionWriter
+from vlm.callbacks.prediction_writer import PredictionWriter
+from vlm.encoder import encoder_normalization
+from vlm.tasks.checkpoint_migration import migrate_hparams
 
 LIGHTNING_SUBCOMMANDS = ('fit', 'validate', 'test', 'predict')
 
@@ -58,3 +62,43 @@ class VlmCLI(LightningCLI):
         # a model class without these arguments (e.g. the vision-language model) simply does not receive them
         parser.link_arguments('data.num_classes', 'model.init_args.num_classes', apply_on='instantiate')
         parser.link_arguments('data.class_names', 'model.init_args.class_names', apply_on='instantiate')
+        # the images are normalised as the model's encoder expects (timm's pretrained config): named once
+        parser.link_arguments('model.init_args.encoder', 'data.init_args.normalization', apply_on='parse',
+                              compute_fn=encoder_normalization)
+
+    def _parse_ckpt_path(self) -> None:
+        """With `--ckpt_path`, Lightning fills the model's arguments from the checkpoint's stored hyperparameters;
+        those of a vlm 0.1 checkpoint are renamed first (`migrate_hparams`)."""
+        subcommand = self.config.get('subcommand')
+        ckpt_path = self.config[subcommand].get('ckpt_path') if subcommand else None
+        if not (ckpt_path and Path(ckpt_path).is_file()):
+            return
+        checkpoint = torch.load(ckpt_path, weights_only=True, map_location='cpu')
+        hparams = checkpoint.get('hyper_parameters') or {}
+        class_path = hparams.get('_class_path')
+        hparams = migrate_hparams(hparams)
+        if not hparams:
+            return
+        model = {'class_path': class_path, 'init_args': hparams} if class_path else {'init_args': hparams}
+        self.config = self.parser.parse_object({subcommand: {'model': model}}, self.config)
+
+
+def _run(subcommand: str, argv: List[str]) -> int:
+    VlmCLI(args=[subcommand, *argv])
+    return 0
+
+
+def fit(argv: List[str]) -> int:
+    return _run('fit', argv)
+
+
+def validate(argv: List[str]) -> int:
+    return _run('validate', argv)
+
+
+def test(argv: List[str]) -> int:
+    return _run('test', argv)
+
+
+def predict(argv: List[str]) -> int:
+    return _run('predict', argv)
