@@ -28,6 +28,8 @@ SUBCOMMANDS: Dict[str, Tuple[str, str, str]] = {
     'caption': ('vlm.cli.generate', 'caption', 'caption images: `vlm caption --model DIR IMAGE [IMAGE ...]`'),
     'ask': ('vlm.cli.generate', 'ask', 'answer a question: `vlm ask --model DIR --question "..." IMAGE [...]`'),
     'export': ('vlm.cli.export', 'main', 'checkpoint -> Hugging Face directory: `vlm export --ckpt C --out DIR`'),
+    'weights': ('vlm.cli.weights', 'main',
+                'real pretrained weights, offline: `vlm weights smollm2-135m-instruct --out weights/smollm2-135m-instruct`'),
 }
 
 

@@ -20,7 +20,7 @@ from vlm.language.checkpoint import (
     tokenizer_to_files,
 )
 from vlm.language.collator import PACKINGS, VisionLanguageCollator
-from vlm.language.lora import count_parameters
+from vlm.language.lora import LoraSettings, add_lora, count_parameters, merged
 from vlm.language.tokenizer import load_tokenizer, train_bpe_tokenizer
 
 from .base import CompileOptions, VlmTask
@@ -47,6 +47,8 @@ class VisionLanguageTask(VlmTask):
         stage 2; the rest are frozen (Lightning's `BaseFinetuning.freeze`: requires_grad False, eval mode) unless
         they have LoRA adapters. lr_encoder / lr_decoder: their learning rates (default `optimization.lr`, which
         the projector uses; a LoRA part's adapters use its rate).
+    lora: LoRA adapters through peft (`vlm.language.lora.LoraSettings`: parts, r, alpha, dropout, target_modules):
+        a part with adapters learns only them; they are merged into the weights at export.
     texts_per_image: how many of an image's captions (or, with the datamodule's `group_by_image`, questions) one
         training step learns, drawn without replacement; the image is encoded once for all of them. 0: all.
     packing: 'sequences' (one sequence per text) or 'turns' (an image's chosen questions as one multi-turn
@@ -72,6 +74,7 @@ class VisionLanguageTask(VlmTask):
             projector_hidden_size: Optional[int] = None,
             image_size: int = 224,
             trainable: Sequence[str] = PARTS,
+            lora: Optional[LoraSettings] = None,
             lr_encoder: Optional[float] = None,
             lr_decoder: Optional[float] = None,
             truncation: bool = False,
@@ -89,7 +92,10 @@ class VisionLanguageTask(VlmTask):
         unknown = set(trainable) - set(PARTS)
         if unknown:
             raise ValueError(f'trainable parts must be among {PARTS}, got {sorted(unknown)}')
-        self.lora = None
+        self.lora = LoraSettings.of(lora)
+        both = set(trainable) & set(self.lora.parts if self.lora else ())
+        if both:
+            raise ValueError(f'{sorted(both)}: a part learns all its weights (trainable) or LoRA adapters, not both')
         if texts_per_image < 0:
             raise ValueError(f'texts_per_image must be >= 0 (0: all of an image\'s texts), got {texts_per_image}')
         if packing not in PACKINGS:
@@ -143,13 +149,19 @@ class VisionLanguageTask(VlmTask):
         if hp.activation_checkpointing:
             self.model.encoder.set_grad_checkpointing(True)
             self.model.language_model.activation_checkpointing_enable({'use_reentrant': False})
+        if 'encoder' in adapted:  # peft freezes the part's own weights
+            self.model.encoder = add_lora(self.model.encoder, self.lora, 'encoder')
+        if 'decoder' in adapted:
+            self.model.language_model = add_lora(self.model.language_model, self.lora, 'decoder')
         self.maybe_compile_encoder()
         BaseFinetuning.freeze([module for name, module in self.parts().items()
                                if name not in hp.trainable and name not in adapted], train_bn=False)
         self._hand_collators()
 
     def exportable_model(self):
-        """The model as a plain `VisionLanguageModel`."""
+        """The model with its LoRA adapters merged into the weights (a plain `VisionLanguageModel`, no peft)."""
+        self.model.encoder = merged(self.model.encoder)
+        self.model.language_model = merged(self.model.language_model)
         return self.model
 
     def configure_model(self) -> None:
