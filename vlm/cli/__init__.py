@@ -28,6 +28,9 @@ SUBCOMMANDS: Dict[str, Tuple[str, str, str]] = {
     'caption': ('vlm.cli.generate', 'caption', 'caption images: `vlm caption --model DIR IMAGE [IMAGE ...]`'),
     'ask': ('vlm.cli.generate', 'ask', 'answer a question: `vlm ask --model DIR --question "..." IMAGE [...]`'),
     'export': ('vlm.cli.export', 'main', 'checkpoint -> Hugging Face directory: `vlm export --ckpt C --out DIR`'),
+    'convert': ('vlm.cli.convert', 'main',
+                'a pre-LN ViT -> the RoPE/RMSNorm encoder, exactly: `vlm convert local-dir:weights/dinov2-small '
+                '--out weights/dinov2-small-rope-rms`'),
     'weights': ('vlm.cli.weights', 'main',
                 'real pretrained weights, offline: `vlm weights smollm2-135m-instruct --out weights/smollm2-135m-instruct`'),
 }

@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import get_norm_layer
+from timm.layers import get_act_layer, get_norm_layer
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models.eva import Eva
 from torch import nn
 
 from vlm.layers.conv_stem import ConvStem
-from vlm.layers.rms_norm import FastRmsNorm
+from vlm.layers.rms_norm import FastRmsNorm, RmsNormProjection, RmsNormWithBias
 from vlm.layers.rope_2d import RotaryEmbedding2d
 from vlm.layers.rope_attention import RopeAttention
 
@@ -24,6 +24,7 @@ from .checkpoint_filter import checkpoint_filter_fn
 __all__ = ['VisionTransformerRopeRms', 'ENCODER_NAMES']
 
 NORM_LAYERS: Dict[str, Callable[..., nn.Module]] = {'rmsnorm': FastRmsNorm}
+PRE_NORMS = ('none', 'rmsnorm_linear')  # a norm before the blocks: none, or RMSNorm + Linear (converted CLIP)
 
 
 def resolve_norm_layer(name: str, eps: float) -> Callable[[int], nn.Module]:
@@ -53,7 +54,10 @@ class VisionTransformerRopeRms(Eva):
     Eva builds them; `RopeAttention`'s docstring says why it is kept); `dynamic_img_size` is on, so any image size
     runs (the grid is H // patch by W // patch); ``stem='conv'`` replaces the patchify convolution with a
     convolutional stem of the same stride (`ConvStem`, Xiao et al. 2021) whose first stage is ``stem_width`` wide
-    with ``stem_depth`` 3x3 convs per stage.
+    with ``stem_depth`` 3x3 convs per stage. For a pre-LN ViT converted exactly (`vlm.encoder.conversion`):
+    ``act_layer`` (any timm activation name: 'quick_gelu' for OpenAI CLIP), ``final_norm_bias`` (the final
+    norm keeps LayerNorm's bias, `RmsNormWithBias`), ``pre_norm='rmsnorm_linear'`` (CLIP's norm before the blocks,
+    `RmsNormProjection`).
     """
 
     def __init__(
@@ -74,15 +78,21 @@ class VisionTransformerRopeRms(Eva):
             stem_width: Optional[int] = None,
             stem_depth: int = 1,
             use_abs_pos_emb: bool = False,
+            act_layer: str = 'gelu',
+            final_norm_bias: bool = False,
+            pre_norm: str = 'none',
             dynamic_img_size: bool = True,
             global_pool: str = 'avg',
             use_fc_norm: bool = False,
             attn_drop_rate: float = 0.0,
             **kwargs: Any,
     ) -> None:
-        for unsupported in ('use_rot_pos_emb', 'attn_type', 'qkv_fused', 'rope_rotate_half', 'use_post_norm'):
+        for unsupported in ('use_rot_pos_emb', 'attn_type', 'qkv_fused', 'rope_rotate_half', 'use_post_norm',
+                            'use_pre_transformer_norm'):
             if unsupported in kwargs:
                 raise TypeError(f"{unsupported!r} is fixed by {type(self).__name__} (RoPE attention is built in)")
+        if pre_norm not in PRE_NORMS:
+            raise ValueError(f"pre_norm must be one of {PRE_NORMS}, got {pre_norm!r}")
         super().__init__(
             img_size=img_size,
             patch_size=patch_size,
@@ -94,6 +104,7 @@ class VisionTransformerRopeRms(Eva):
             norm_layer=resolve_norm_layer(norm_layer, norm_eps),
             use_abs_pos_emb=use_abs_pos_emb,
             use_rot_pos_emb=False,
+            use_pre_transformer_norm=pre_norm != 'none',  # (and a patch embedding without bias, as CLIP's)
             dynamic_img_size=dynamic_img_size,
             global_pool=global_pool,
             use_fc_norm=use_fc_norm,
@@ -131,6 +142,13 @@ class VisionTransformerRopeRms(Eva):
                 proj_drop=kwargs.get('proj_drop_rate', 0.0),
                 num_prefix_tokens=self.num_prefix_tokens,
             )
+        if act_layer != 'gelu':
+            for block in self.blocks:
+                block.mlp.act = get_act_layer(act_layer)()
+        if final_norm_bias and not isinstance(self.norm, nn.Identity):
+            self.norm = RmsNormWithBias(embed_dim, eps=norm_eps)
+        if pre_norm == 'rmsnorm_linear':
+            self.norm_pre = RmsNormProjection(embed_dim, eps=norm_eps)
         self.init_weights(needs_reset=False)  # the new attention layers get Eva's init (incl. depth scaling)
 
 

@@ -66,3 +66,31 @@ class FastRmsNorm(RmsNorm):
         if len(self.normalized_shape) != 1:
             return super().forward(x)
         return rms_norm(x, self.weight, self.eps)
+
+
+class RmsNormWithBias(FastRmsNorm):
+    """y = rms_norm(x) * weight + bias: the final norm of a converted pre-LN ViT, where LayerNorm's bias has no
+    reader inside the encoder to fold into (`vlm.encoder.conversion`); on a zero-mean stream it equals the
+    source's LayerNorm exactly. State dict: `weight`, `bias`, as LayerNorm's."""
+
+    def __init__(self, channels: int, eps: float = 1e-6, **kwargs) -> None:
+        super().__init__(channels, eps=eps, **kwargs)
+        self.bias = torch.nn.Parameter(torch.zeros(self.normalized_shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = super().forward(x)  # float32 under autocast, as LayerNorm
+        return y + self.bias.to(y.dtype)
+
+
+class RmsNormProjection(torch.nn.Module):
+    """RMS-normalise (no weight), then a Linear: the pre-transformer norm of a converted CLIP tower, whose output
+    starts the residual stream and so must be centred (the centring and LayerNorm's weight and bias fold into the
+    Linear: C diag(w) and C b)."""
+
+    def __init__(self, channels: int, eps: float = 1e-6, **kwargs) -> None:
+        super().__init__()
+        self.eps = eps
+        self.proj = torch.nn.Linear(channels, channels, **kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(rms_norm(x, None, self.eps))  # (..., C)
