@@ -219,3 +219,25 @@ def test_shared_images_are_encoded_once_and_give_the_same_loss_and_logits():
     torch.testing.assert_close(a.loss, b.loss)
     with pytest.raises(ImageTokenMismatchError, match='image_index'):
         model(**{**shared, 'image_index': torch.tensor([0, 0, 2])})
+
+
+def test_labelled_logits_only_gives_the_same_loss_and_gradients():
+    """Training runs the output layer only where a label follows: the loss and every gradient equal the full
+    logits' (transformers' own loss), with logits for the labelled positions alone."""
+    model, processor = tiny_model()
+    model.train()
+    batch = processor([caption_prompt(), vqa_prompt('what color is the circle?')], random_images(2),
+                      [target_text(CAPTIONS[0]), target_text('red')], padding_side='right')
+    losses, grads = [], []
+    for only in (False, True):
+        model.zero_grad()
+        output = model(**batch, labelled_logits_only=only)
+        output.loss.backward()
+        losses.append(output.loss.detach())
+        grads.append({name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None})
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-6, atol=1e-6)
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-5, atol=1e-6)
+    labelled = int((batch['labels'][:, 1:] != IGNORE_INDEX).sum())
+    assert output.logits.shape == (labelled, model.config.text_config.vocab_size)

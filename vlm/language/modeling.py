@@ -11,12 +11,14 @@ from typing import Any, Optional
 import torch
 from torch import nn
 from transformers import GenerationMixin, LlamaForCausalLM, PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from vlm.encoder import create_encoder, dense_features
 from vlm.errors import InputError
 
 from .configuration import VisionLanguageConfig
 from .projector import Projector
+from .tokenizer import IGNORE_INDEX
 
 
 class ImageTokenMismatchError(InputError):
@@ -121,18 +123,32 @@ class VisionLanguageModel(PreTrainedModel, GenerationMixin):
             labels: Optional[torch.LongTensor] = None,
             logits_to_keep: int | torch.Tensor = 0,
             image_index: Optional[torch.LongTensor] = None,
+            labelled_logits_only: bool = False,
             **kwargs: Any,
     ):
         """input_ids (B, L) with `<image>` placeholders; pixel_values (I, 3, H, W), one per placeholder run, in
         batch order, or, with image_index (R,), the I distinct images the R runs show (several prompts about one
         image encode it once); labels (B, L) with -100 where no loss is taken. Returns the decoder's
         `CausalLMOutputWithPast` (loss, logits (B, L, V), cache). Remaining kwargs (the KV cache, use_cache, ...)
-        go to the decoder."""
+        go to the decoder.
+
+        labelled_logits_only (training): the output layer runs only where a label follows (the caption / answer
+        tokens), logits (N, V) for those N positions: the same loss as transformers' (mean next-token
+        cross-entropy over the labelled positions) without the (B, L, V) logits of prompt, image and padding
+        positions, which for a 49k vocabulary are a quarter of a 135M decoder's step."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError('give exactly one of input_ids and inputs_embeds')
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)  # (B, L, D)
             inputs_embeds = self.merge_image_tokens(input_ids, inputs_embeds, pixel_values, image_index)
+        if labelled_logits_only and labels is not None:
+            hidden = self.get_decoder()(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                                        position_ids=position_ids, **kwargs).last_hidden_state  # (B, L, D)
+            targets = labels[:, 1:]  # (B, L-1): position t predicts token t+1
+            keep = targets != IGNORE_INDEX
+            logits = self.get_output_embeddings()(hidden[:, :-1][keep])  # (N, V)
+            loss = nn.functional.cross_entropy(logits.float(), targets[keep])
+            return CausalLMOutputWithPast(loss=loss, logits=logits)
         return self.language_model(
             inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids, labels=labels,
             logits_to_keep=logits_to_keep, **kwargs)

@@ -27,11 +27,10 @@ from vlm.errors import InputError
 from vlm.io.images import load_rgb
 
 from .chat import Message, Piece, render_turns
-from .tokenizer import IMAGE_TOKEN, load_tokenizer
+from .tokenizer import IGNORE_INDEX, IMAGE_TOKEN, load_tokenizer
 
 ImageInput = Union[str, Path, Image.Image, torch.Tensor]
 PROCESSOR_CONFIG = 'processor_config.json'
-IGNORE_INDEX = -100
 Encoded = Tuple[List[int], List[int]]  # (input ids, labels)
 
 

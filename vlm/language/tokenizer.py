@@ -13,6 +13,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedToken
 from .chat import DEFAULT_CHAT_TEMPLATE
 
 IMAGE_TOKEN = '<image>'
+IGNORE_INDEX = -100  # the label of positions without a loss (transformers' convention)
 BOS, EOS, PAD = '<s>', '</s>', '<pad>'
 
 

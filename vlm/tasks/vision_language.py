@@ -198,6 +198,7 @@ class VisionLanguageTask(VlmTask):
 
     def on_fit_start(self) -> None:
         self._require_model()
+        self.train()  # a pretrained decoder arrives in eval mode (from_pretrained); the frozen parts stay there
         counts = {name: count_parameters([module]) for name, module in self.parts().items()}
         self.print('trainable parameters: ' + ', '.join(
             f'{name} {trainable / 1e6:.3f} M of {total / 1e6:.3f} M' for name, (trainable, total) in counts.items()))
@@ -241,7 +242,7 @@ class VisionLanguageTask(VlmTask):
     def training_step(self, batch: Dict[str, Any], batch_idx: int) -> Optional[torch.Tensor]:
         if 'inputs' not in batch:
             return None  # every record of this batch was skipped as bad input
-        loss = self.model(**batch['inputs']).loss
+        loss = self.model(**batch['inputs'], labelled_logits_only=True).loss
         self.log('train/loss', loss, prog_bar=True, batch_size=batch['records'])
         return loss
 
@@ -267,7 +268,7 @@ class VisionLanguageTask(VlmTask):
     def _evaluation_step(self, batch: Dict[str, Any], split: str) -> None:
         if 'inputs' not in batch:
             return
-        loss = self.model(**batch['inputs']).loss
+        loss = self.model(**batch['inputs'], labelled_logits_only=True).loss
         self.log(f'{split}/loss', loss, sync_dist=True, batch_size=batch['records'])
         for text, target in zip(self.generate(batch['generation_inputs']), batch['targets']):
             if 'captions' in target:
@@ -291,7 +292,8 @@ class VisionLanguageTask(VlmTask):
     def _log_scores(self, split: str) -> None:
         """Caption scores and VQA accuracy of the epoch (torchmetrics gathers every rank's predictions, so every
         rank logs the same values and the checkpoint callbacks agree)."""
-        scores = {**self.caption_scores.compute(), **self.vqa_accuracy.compute()}
+        scores = {key: value for metric in (self.caption_scores, self.vqa_accuracy) if metric.update_called
+                  for key, value in metric.compute().items()}
         example = self.caption_scores.examples(1)
         self.caption_scores.reset()
         self.vqa_accuracy.reset()
