@@ -1,11 +1,27 @@
 """vlm: one RoPE/RMSNorm ViT encoder for classification, detection, segmentation and a Llama VLM.
 
 Importing vlm registers the encoders in timm's model registry (`timm.create_model('vlm_vit_small_patch16_rope_rms')`).
+The `vlm` command starts through `vlm_launcher`, which defers that (and torch) until a subcommand needs it, so
+`vlm --help` answers at once.
 """
-from . import encoder  # noqa: F401  (registers the timm models)
-from .encoder import ENCODER_NAMES, create_encoder, dense_features, load_encoder_weights
-
-load_weights = load_encoder_weights  # any module: a task checkpoint's weights found under their prefix
+import sys
+from typing import Any
 
 __version__ = '0.2.0'
 __all__ = ['ENCODER_NAMES', 'create_encoder', 'dense_features', 'load_encoder_weights', 'load_weights', '__version__']
+
+
+def __getattr__(name: str) -> Any:  # the encoder's names, imported when first used
+    if name in ('ENCODER_NAMES', 'create_encoder', 'dense_features', 'load_encoder_weights', 'load_weights'):
+        from . import encoder
+
+        return encoder.load_encoder_weights if name == 'load_weights' else getattr(encoder, name)
+    if name == 'encoder':
+        import importlib
+
+        return importlib.import_module('vlm.encoder')
+    raise AttributeError(f"module 'vlm' has no attribute {name!r}")
+
+
+if 'vlm_launcher' not in sys.modules:
+    from . import encoder  # noqa: F401,E402  (registers the timm models)

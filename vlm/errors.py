@@ -15,15 +15,41 @@ class DataError(ValueError):
     field: the field at fault, e.g. 'bbox', 'category_id', 'file_name'.
     """
 
-    def __init__(self, source: Union[str, object], reason: str, record: Optional[str] = None,
+    def __init__(self, source: Union[str, object], reason: Optional[str] = None, record: Optional[str] = None,
                  field: Optional[str] = None) -> None:
         self.source, self.reason, self.record, self.field = str(source), reason, record, field
+        if reason is None:  # one whole message, as a DataLoader worker's exception is re-raised with
+            super().__init__(self.source)
+            return
         where = self.source + (f", {record}" if record else '') + (f", field '{field}'" if field else '')
         super().__init__(f"{where}: {reason}")
 
 
 class MissingFileError(DataError, FileNotFoundError):
     """A file that is not there (a `DataError` and a `FileNotFoundError`)."""
+
+
+def one_line(error: BaseException) -> str:
+    """The message of a vlm error as the `vlm` command prints it: for an error raised in a DataLoader worker
+    (re-raised by torch with the worker's whole traceback in its message) the original error's own message."""
+    message = str(error)
+    if 'Original Traceback' not in message:
+        return message
+    last = [line for line in message.strip().splitlines() if line.strip()][-1]
+    kind, separator, text = last.partition(': ')
+    return text if separator and (kind.endswith('Error') or '.' in kind) else last
+
+
+def vlm_error_behind(error: BaseException) -> Optional[BaseException]:
+    """The first vlm error (`DataError`, `InputError`, `CheckpointShapeError`) in the chain of causes of `error`
+    (e.g. behind the ValueError jsonargparse raises when a class it instantiates refuses its arguments), or None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, (DataError, InputError, CheckpointShapeError)):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 class InputError(ValueError):

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import struct
+import zlib
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -16,6 +18,22 @@ def write_image(path: Path, width: int, height: int, seed: int = 0, mode: str = 
     rng = np.random.default_rng(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).convert(mode).save(path)
+
+
+def write_decompression_bomb(path: Path, side: int = 20000) -> int:
+    """A valid 1-bit grey PNG of side x side pixels (400 M for 20000) that compresses to ~50 KB: what a
+    decompression bomb looks like. Returns the file size in bytes."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    row = b'\x00' * (1 + (side + 7) // 8)  # filter byte + packed bits
+    compressor = zlib.compressobj(9)
+    data = b''.join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+    header = struct.pack('>IIBBBBB', side, side, 1, 0, 0, 0, 0)
+    payload = b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) + chunk(b'IDAT', data) + chunk(b'IEND', b'')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(payload)
+    return len(payload)
 
 
 def rle(mask: np.ndarray) -> Dict[str, Any]:

@@ -301,10 +301,15 @@ def test_classification_tree(dataset):
                 assert saturated.mean() > 0.04
 
 
-def test_same_seed_same_bytes_any_workers_other_seed_differs(dataset, tmp_path):
+def test_same_seed_same_bytes_any_workers_other_seed_differs_with_progress(dataset, tmp_path):
     reference = _files(dataset)
-    again = generate_shapes(tmp_path / 'again', workers=2, **SMALL)
+    reported = []
+    again = generate_shapes(tmp_path / 'again', workers=2, **SMALL, progress=lambda done, total: reported.append(
+        (done, total)))
     assert _files(again) == reference
+    jobs = reported[-1][1]  # one progress report per image drawn (its masks come with it), in order, to the last
+    drawn = [path for path in again.rglob('*.png') if 'segmentation' not in path.parts]
+    assert reported == [(done, jobs) for done in range(1, jobs + 1)] and jobs == len(drawn)
     other = _files(generate_shapes(tmp_path / 'other', workers=1, **{**SMALL, 'seed': 4}))
     assert other.keys() == reference.keys()
     changed = [name for name in reference if other[name] != reference[name]]

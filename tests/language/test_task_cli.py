@@ -17,6 +17,8 @@ from vlm.tasks import VisionLanguageTask
 from .tiny import TINY_DECODER, tiny_tokenizer
 
 TINY_ENCODER = dict(patch_size=8, img_size=64, depth=2, embed_dim=64, num_heads=2)
+# room for 16 image tokens and the longest shapes caption in the 300-token BPE (about 50 tokens)
+SHAPES_DECODER = {**TINY_DECODER, 'max_position_embeddings': 128}
 
 
 @pytest.fixture(scope='module')
@@ -47,7 +49,7 @@ def _config(tmp_path: Path, shapes: Path, **model_args) -> Path:
                        'init_args': {'save_dir': str(tmp_path / 'runs'), 'name': 'vl'}},
         },
         'model': {'class_path': 'vlm.tasks.VisionLanguageTask', 'init_args': {
-            'encoder': 'vlm_vit_tiny_patch16_rope_rms', 'encoder_kwargs': TINY_ENCODER, 'decoder': TINY_DECODER,
+            'encoder': 'vlm_vit_tiny_patch16_rope_rms', 'encoder_kwargs': TINY_ENCODER, 'decoder': SHAPES_DECODER,
             'pixel_shuffle': 2, 'image_size': 64, 'tokenizer_vocab_size': 300, 'max_new_tokens': 4,
             'monitor': 'val/vqa_acc', 'optimization': {'lr': 1e-3, 'warmup_epochs': 0.1},
             **model_args}},
@@ -147,7 +149,7 @@ def test_init_checkpoint_continues_with_its_own_tokenizer(tmp_path, shapes):
     assert vlm_main(['fit', '--config', str(config), '--trainer.limit_val_batches', '0']) == 0
     checkpoint = tmp_path / 'runs' / 'vl' / 'version_0' / 'checkpoints' / 'last.ckpt'
     stage_one = VisionLanguageTask.load_from_checkpoint(checkpoint, map_location='cpu', weights_only=True)
-    model_args = dict(encoder='vlm_vit_tiny_patch16_rope_rms', encoder_kwargs=TINY_ENCODER, decoder=TINY_DECODER,
+    model_args = dict(encoder='vlm_vit_tiny_patch16_rope_rms', encoder_kwargs=TINY_ENCODER, decoder=SHAPES_DECODER,
                       pixel_shuffle=2, image_size=64, tokenizer_vocab_size=300)
     stage_two = VisionLanguageTask(init_checkpoint=str(checkpoint), **model_args)
     stage_two.setup('fit')

@@ -1,6 +1,7 @@
 """SemanticSegmenter: mIoU and pixel accuracy against hand-computed values, ignored pixels, sliding-window
 inference at any size, layer decay and the poly schedule, bad label maps, a tiny model that overfits four
 shapes images, and a `vlm fit` / `test` / `predict` round trip through the entry point."""
+import json
 from pathlib import Path
 
 import lightning as L
@@ -339,6 +340,31 @@ def test_fit_test_predict_round_trip_through_the_cli(shapes, tmp_path, capsys):
             assert mask.mode == 'P' and mask.size == (64, 64) and np.asarray(mask).max() < 7
             assert mask.getpalette()[:3] == [0, 0, 0]  # background drawn black
             assert overlay.mode == 'RGB' and overlay.size == (64, 64)
+
+
+def test_command_line_settings_beat_the_checkpoints_and_shape_changes_are_refused(shapes, tmp_path, capsys):
+    """The README's example: `vlm validate ... --ckpt_path ... --model.init_args.inference slide ...` validates with
+    the sliding window although the checkpoint stored `inference: whole`; an override that changes the weights'
+    shapes is refused with one message that names it."""
+    tiny = _cli_config(tmp_path, {'data': {'init_args': {
+        'root': str(shapes), 'shapes_root': str(shapes), 'crop_size': 64, 'batch_size': 4, 'num_workers': 2}}})
+    config = str(REPO / 'configs' / 'shapes' / 'segmentation.yaml')
+    assert vlm_main(['fit', '--config', config, '--config', str(tiny), '--trainer.limit_val_batches', '0']) == 0
+    last = str(tmp_path / 'runs' / 'seg' / 'version_0' / 'checkpoints' / 'last.ckpt')
+    capsys.readouterr()
+    assert vlm_main(['validate', '--config', config, '--config', str(tiny), '--ckpt_path', last,
+                     '--model.init_args.inference', 'slide', '--model.init_args.window', '48',
+                     '--model.init_args.stride', '32']) == 0
+    err = capsys.readouterr().err
+    assert "the command overrides the checkpoint's inference: 'whole' -> 'slide'" in err
+    used = yaml.safe_load((tmp_path / 'runs' / 'seg' / 'version_1' / 'config.yaml').read_text())['model']['init_args']
+    assert (used['inference'], used['window'], used['stride']) == ('slide', 48, 32)
+    wider = json.dumps({**TINY['encoder_kwargs'], 'embed_dim': 96, 'num_heads': 3})
+    assert vlm_main(['validate', '--config', config, '--config', str(tiny), '--ckpt_path', last,
+                     '--model.init_args.encoder_kwargs', wider]) == 1
+    err = capsys.readouterr().err
+    assert 'vlm validate: error: checkpoint does not fit this model' in err and 'Traceback' not in err
+    assert 'overridden on the command line: encoder_kwargs' in err
 
 
 def test_predict_writes_images_of_any_size(tmp_path):

@@ -54,11 +54,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"vlm: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module, function, _ = SUBCOMMANDS[name]
-    from vlm.errors import CheckpointShapeError, DataError, InputError
+    from vlm.errors import CheckpointShapeError, DataError, InputError, one_line
 
     try:
         command: Callable[[List[str]], Optional[int]] = getattr(importlib.import_module(module), function)
         return command(argv[1:]) or 0
     except (DataError, InputError, CheckpointShapeError, FileNotFoundError) as error:
-        print(f"vlm {name}: error: {error}", file=sys.stderr)
+        print(f"vlm {name}: error: {one_line(error)}", file=sys.stderr)  # raised in a loader worker or not
         return 1

@@ -36,14 +36,17 @@ def _disk_bytes(root: Path) -> int:
 
 def _shapes(args: argparse.Namespace) -> int:
     from vlm.data.shapes import META_FILE, generate_shapes  # imported here so `vlm data --help` stays fast
+    from vlm.io.progress import progress_bar
 
     start = time.perf_counter()
     try:
-        out = generate_shapes(
-            args.out, train_images=args.train_images, val_images=args.val_images, image_size=args.image_size,
-            seed=args.seed, classification_images_per_class=args.classification_train_per_class,
-            classification_val_images_per_class=args.classification_val_per_class,
-            classification_image_size=args.classification_image_size, workers=args.workers, force=args.force)
+        with progress_bar(f'generating {args.out}') as advance:
+            out = generate_shapes(
+                args.out, train_images=args.train_images, val_images=args.val_images, image_size=args.image_size,
+                seed=args.seed, classification_images_per_class=args.classification_train_per_class,
+                classification_val_images_per_class=args.classification_val_per_class,
+                classification_image_size=args.classification_image_size, workers=args.workers, force=args.force,
+                progress=advance)
     except (FileExistsError, ValueError) as error:
         print(f'vlm data shapes: {error}', file=sys.stderr)
         return 1

@@ -7,8 +7,7 @@ import sys
 from typing import Callable, Dict, Sequence
 
 from vlm.errors import DataError
-from vlm.evaluation.coco_eval import BACKENDS, evaluate_coco
-from vlm.evaluation.coco_results import IOU_TYPES, CocoEvalError
+from vlm.evaluation.choices import BACKENDS, IOU_TYPES
 from vlm.io.json_files import write_json
 
 PROG = 'vlm evaluate-coco'
@@ -31,8 +30,13 @@ def _parser() -> argparse.ArgumentParser:
 def coco_main(argv: list[str]) -> int:
     """Run `vlm evaluate-coco` on `argv` (the arguments after the subcommand); 1 on bad input."""
     args = _parser().parse_args(argv)
+    from vlm.evaluation.coco_eval import evaluate_coco
+    from vlm.evaluation.coco_results import CocoEvalError
+    from vlm.io.progress import progress_bar
+
     try:
-        stats = evaluate_coco(args.gt, args.predictions, args.iou_type, args.backend)
+        with progress_bar(f'COCO {args.iou_type} evaluation ({args.backend})', unit='stages') as advance:
+            stats = evaluate_coco(args.gt, args.predictions, args.iou_type, args.backend, progress=advance)
         if args.json:
             write_json(stats.as_dict(), args.json)
     except (CocoEvalError, DataError, OSError) as error:
@@ -77,10 +81,6 @@ def _metrics_parser(prog: str, description: str, inputs: Sequence[tuple[str, str
 
 def captions_main(argv: list[str]) -> int:
     """Run `vlm evaluate-captions` on `argv`; 1 on bad input."""
-    from vlm.data.captions import read_caption_references
-    from vlm.evaluation.caption_scores import evaluate_captions
-    from vlm.evaluation.results_files import read_caption_results
-
     parser = _metrics_parser(
         'vlm evaluate-captions',
         'BLEU1-4, CIDEr and ROUGE_L of caption results (pycocoevalcap scorers, PTB tokenisation in Python: no '
@@ -89,6 +89,10 @@ def captions_main(argv: list[str]) -> int:
         'COCO caption results JSON: a list of {"image_id": int, "caption": str}', 'images')
 
     def score(args: argparse.Namespace) -> tuple[Dict[str, float], str]:
+        from vlm.data.captions import read_caption_references
+        from vlm.evaluation.caption_scores import evaluate_captions
+        from vlm.evaluation.results_files import read_caption_results
+
         references = read_caption_references(args.gt)
         predictions = read_caption_results(args.predictions, references)
         metrics = evaluate_captions(references, predictions, args.allow_missing, source=args.predictions)
@@ -99,10 +103,6 @@ def captions_main(argv: list[str]) -> int:
 
 def vqa_main(argv: list[str]) -> int:
     """Run `vlm evaluate-vqa` on `argv`; 1 on bad input."""
-    from vlm.data.vqa import read_vqa_annotations
-    from vlm.evaluation.results_files import read_vqa_results
-    from vlm.evaluation.vqa_accuracy import vqa_accuracy
-
     parser = _metrics_parser(
         'vlm evaluate-vqa',
         'VQAv2 accuracy of VQA results, overall and per answer type, as the official evaluation computes it '
@@ -112,6 +112,10 @@ def vqa_main(argv: list[str]) -> int:
         'VQAv2 results JSON: a list of {"question_id": int, "answer": str}', 'questions')
 
     def score(args: argparse.Namespace) -> tuple[Dict[str, float], str]:
+        from vlm.data.vqa import read_vqa_annotations
+        from vlm.evaluation.results_files import read_vqa_results
+        from vlm.evaluation.vqa_accuracy import vqa_accuracy
+
         answers, answer_types = read_vqa_annotations(args.questions, args.annotations)
         predictions = read_vqa_results(args.predictions, answers)
         metrics = vqa_accuracy(answers, predictions, answer_types, args.allow_missing, source=args.predictions)

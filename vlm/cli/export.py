@@ -1,25 +1,42 @@
 """`vlm export`: a vision-language checkpoint of `vlm fit` -> a Hugging Face model directory (config.json,
-model.safetensors, tokenizer files, processor_config.json) that `vlm caption` / `ask`, `VisionLanguagePredictor`
-and transformers' Auto classes load."""
+model.safetensors, tokenizer files, processor_config.json) that `vlm caption` / `ask` / `chat`,
+`VisionLanguagePredictor` and transformers' Auto classes load."""
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 from typing import List, Optional
+
+from vlm.errors import CheckpointShapeError, DataError
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog='vlm export',
         description='Write a VisionLanguageTask checkpoint as a Hugging Face directory: config.json, '
-                    'model.safetensors, tokenizer files, processor_config.json.')
+                    'model.safetensors, tokenizer files, processor_config.json (LoRA adapters merged).')
     parser.add_argument('--ckpt', required=True, help='a Lightning checkpoint of `vlm fit` (e.g. .../last.ckpt)')
     parser.add_argument('--out', required=True, help='the directory to write')
+    parser.add_argument('--overwrite', action='store_true', help='replace a non-empty --out (its files are removed)')
     args = parser.parse_args(argv)
+    out = Path(args.out)
+    replace = out.exists() and (not out.is_dir() or any(out.iterdir()))
+    if replace and not args.overwrite:
+        raise DataError(out, 'exists and is not empty; give an empty or new folder, or --overwrite')
+    from vlm.io.checkpoints import read_checkpoint
+    from vlm.language.checkpoint import TOKENIZER_KEY
     from vlm.tasks.vision_language import VisionLanguageTask
 
-    task = VisionLanguageTask.load_from_checkpoint(args.ckpt, map_location='cpu')
-    task.exportable_model().save_pretrained(args.out)  # LoRA adapters merged: the folder loads without peft
-    task.processor.save_pretrained(args.out)
-    print(f'wrote {args.out}: ' + ', '.join(sorted(path.name for path in Path(args.out).iterdir())))
+    checkpoint = read_checkpoint(args.ckpt)
+    if TOKENIZER_KEY not in checkpoint:
+        kind = (checkpoint.get('hyper_parameters') or {}).get('_class_path', 'another task')
+        raise CheckpointShapeError(f'{args.ckpt}: a checkpoint of {kind}, not of a vision-language model '
+                                   f'(vlm.tasks.VisionLanguageTask): there is nothing to export')
+    task = VisionLanguageTask.from_checkpoint(checkpoint)
+    if replace:  # only once the checkpoint is known to be good: a failed export leaves --out as it was
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    task.exportable_model().save_pretrained(out)  # LoRA adapters merged: the folder loads without peft
+    task.processor.save_pretrained(out)
+    print(f'wrote {out}: ' + ', '.join(sorted(path.name for path in out.iterdir())))
     return 0

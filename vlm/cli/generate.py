@@ -6,8 +6,6 @@ import json
 import sys
 from typing import Any, Dict, List, Optional
 
-import torch
-
 
 def _generation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--model', required=True, help='a model directory written by `vlm export`')
@@ -29,6 +27,8 @@ def _generation_options(args: argparse.Namespace) -> Dict[str, Any]:
     options: Dict[str, Any] = {'max_new_tokens': args.max_new_tokens, 'num_beams': args.num_beams,
                                'do_sample': args.sample}
     if args.sample:
+        import torch
+
         options.update(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k)
         torch.manual_seed(args.seed)
     return options

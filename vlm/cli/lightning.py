@@ -1,17 +1,30 @@
 """`vlm fit | validate | test | predict --config FILE`: Lightning's CLI with vlm's defaults."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import lightning as L
-import torch
 from lightning.pytorch.cli import LightningCLI
 from lightning_utilities.core.imports import RequirementCache
 
 from vlm.callbacks.prediction_writer import PredictionWriter
 from vlm.encoder import encoder_normalization
+from vlm.errors import CheckpointShapeError, vlm_error_behind
+from vlm.io.checkpoints import read_checkpoint
 from vlm.tasks.checkpoint_migration import migrate_hparams
+
+from .checkpoint_args import (
+    as_dict,
+    explicit_model_keys,
+    merge_stored,
+    missing_checkpoint,
+    newest_last_checkpoint,
+    run_folders,
+    say,
+)
+from .quiet import quiet
 
 LIGHTNING_SUBCOMMANDS = ('fit', 'validate', 'test', 'predict')
 
@@ -37,6 +50,7 @@ class VlmCLI(LightningCLI):
     the resolved config saved with every run, and `num_classes` linked from the datamodule to the model."""
 
     def __init__(self, args: Optional[List[str]] = None, run: bool = True) -> None:
+        quiet()
         super().__init__(
             model_class=L.LightningModule,
             datamodule_class=L.LightningDataModule,
@@ -50,12 +64,28 @@ class VlmCLI(LightningCLI):
             run=run,
         )
 
+    def parse_arguments(self, parser, args) -> None:
+        self._raw_args = list(args) if args is not None else sys.argv[1:]
+        super().parse_arguments(parser, args)
+
     def before_instantiate_classes(self) -> None:
         """`trainer.enable_progress_bar: false` also drops the default rich progress bar."""
         trainer = (self.config[self.subcommand] if self.subcommand else self.config).trainer
         if trainer.enable_progress_bar is False and trainer.callbacks:
             trainer.callbacks = [c for c in trainer.callbacks
                                  if not str(getattr(c, 'class_path', '')).endswith('ProgressBar')]
+
+    def instantiate_classes(self) -> None:
+        """As Lightning's, but a model or datamodule that refuses its arguments with a vlm error (an unknown
+        encoder, a typo in encoder_kwargs, an unsafe checkpoint) reaches `vlm` as that error, not wrapped in
+        jsonargparse's report of every Union subtype."""
+        try:
+            super().instantiate_classes()
+        except ValueError as error:
+            cause = vlm_error_behind(error)
+            if cause is None:
+                raise
+            raise cause from None
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.set_defaults(configurable_trainer_defaults())
@@ -67,20 +97,49 @@ class VlmCLI(LightningCLI):
                               compute_fn=encoder_normalization)
 
     def _parse_ckpt_path(self) -> None:
-        """With `--ckpt_path`, Lightning fills the model's arguments from the checkpoint's stored hyperparameters;
-        those of a vlm 0.1 checkpoint are renamed first (`migrate_hparams`)."""
+        """`--ckpt_path last` is the newest last.ckpt of the run's logger name; a checkpoint's stored
+        hyperparameters (renamed from vlm 0.1's by `migrate_hparams`) fill the model's arguments under what the
+        command sets explicitly, each override said (`vlm.cli.checkpoint_args`)."""
         subcommand = self.config.get('subcommand')
-        ckpt_path = self.config[subcommand].get('ckpt_path') if subcommand else None
-        if not (ckpt_path and Path(ckpt_path).is_file()):
+        if not subcommand or not self.config[subcommand].get('ckpt_path'):
             return
-        checkpoint = torch.load(ckpt_path, weights_only=True, map_location='cpu')
-        hparams = checkpoint.get('hyper_parameters') or {}
-        class_path = hparams.get('_class_path')
-        hparams = migrate_hparams(hparams)
+        command = self.config[subcommand]
+        if command.ckpt_path == 'last':
+            found = newest_last_checkpoint(run_folders(command.trainer))
+            if found is None:
+                say(f'vlm {subcommand}: --ckpt_path last: no last.ckpt under '
+                    f'{", ".join(map(str, run_folders(command.trainer))) or "the loggers"}: starting from scratch')
+                command.ckpt_path = None
+                return
+            command.ckpt_path = str(found)
+        if not Path(command.ckpt_path).exists():
+            raise missing_checkpoint(command.ckpt_path)
+        if Path(command.ckpt_path).is_dir():
+            return  # a sharded checkpoint (FSDP2, DeepSpeed): Lightning restores it as it is
+        checkpoint = read_checkpoint(command.ckpt_path)
+        say(f'vlm {subcommand}: restoring {command.ckpt_path} (epoch {checkpoint.get("epoch")}, global step '
+            f'{checkpoint.get("global_step")})')
+        stored = checkpoint.get('hyper_parameters') or {}
+        class_path = stored.get('_class_path') or getattr(command.model, 'class_path', None)
+        current = as_dict(getattr(command.model, 'init_args', None))
+        hparams, overridden = merge_stored(migrate_hparams(stored), current, explicit_model_keys(self._raw_args))
         if not hparams:
             return
+        for change in overridden:
+            say(f'vlm {subcommand}: the command overrides the checkpoint\'s {change}')
+        self.overridden = overridden
         model = {'class_path': class_path, 'init_args': hparams} if class_path else {'init_args': hparams}
         self.config = self.parser.parse_object({subcommand: {'model': model}}, self.config)
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        except CheckpointShapeError as error:
+            if not getattr(self, 'overridden', None):
+                raise
+            raise CheckpointShapeError(f'{error}\n(overridden on the command line: {"; ".join(self.overridden)}; '
+                                       'only settings that keep the weights\' shapes can change for a checkpoint)'
+                                       ) from None
 
 
 def _run(subcommand: str, argv: List[str]) -> int:

@@ -13,6 +13,21 @@ from vlm.io.json_files import read_json, require
 from .skipping import SkipCounter
 
 
+def bbox_problem(bbox: Any, width: float, height: float, tolerance: float = 1.0) -> Optional[str]:
+    """What is wrong with a COCO box [x, y, w, h] of an image of width x height, or None: not 4 finite numbers,
+    zero or negative size, or outside the image by more than `tolerance` pixels. The one check of ground-truth
+    boxes, for the datasets and `vlm evaluate-coco` alike."""
+    if (not isinstance(bbox, (list, tuple)) or len(bbox) != 4
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)):
+        return f'bbox must be 4 finite numbers [x, y, w, h], got {bbox!r}'
+    x, y, w, h = bbox
+    if w <= 0 or h <= 0:
+        return f'bbox has zero or negative size {bbox}'
+    if x < -tolerance or y < -tolerance or x + w > width + tolerance or y + h > height + tolerance:
+        return f'bbox {bbox} lies outside the image ({width}x{height})'
+    return None
+
+
 class CategoryMap:
     """COCO category ids (any integers, with gaps) <-> contiguous labels 1..K; label 0 is background.
 
@@ -97,17 +112,9 @@ class CocoIndex:
         if ann['category_id'] not in self.categories:
             raise DataError(self.path, f"unknown category id {ann['category_id']} (known: {self.categories.ids})",
                             record=record, field='category_id')
-        bbox = ann['bbox']
-        if (not isinstance(bbox, (list, tuple)) or len(bbox) != 4
-                or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in bbox)):
-            raise DataError(self.path, f'bbox must be 4 finite numbers [x, y, w, h], got {bbox!r}',
-                            record=record, field='bbox')
-        x, y, w, h = bbox
-        if w <= 0 or h <= 0:
-            raise DataError(self.path, f'bbox has zero or negative size {bbox}', record=record, field='bbox')
         image = self.images[int(ann['image_id'])]
-        if x < -tolerance or y < -tolerance or x + w > image['width'] + tolerance or y + h > image['height'] + tolerance:
-            raise DataError(self.path, f"bbox {bbox} lies outside the image ({image['width']}x{image['height']})",
-                            record=record, field='bbox')
+        problem = bbox_problem(ann['bbox'], image['width'], image['height'], tolerance)
+        if problem:
+            raise DataError(self.path, problem, record=record, field='bbox')
         if need_segmentation and not ann.get('segmentation'):
             raise DataError(self.path, 'segmentation missing', record=record, field='segmentation')

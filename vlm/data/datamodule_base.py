@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Union
 
@@ -9,7 +10,10 @@ import lightning as L
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from vlm.errors import DataError
+from vlm.io.images import MAX_PIXELS_VARIABLE
+from vlm.io.progress import progress_bar
 
+from .sampling import EpochShuffle, Reseeded
 from .transforms import IMAGENET, Stats
 
 log = logging.getLogger(__name__)
@@ -23,7 +27,8 @@ def ensure_shapes(shapes_root: Union[str, Path], options: Optional[Dict[str, Any
     from .shapes import generate_shapes  # imported on demand: only needed the first time
 
     log.warning("shapes dataset not found at %s: generating it (%s)", shapes_root, options or 'default sizes')
-    generate_shapes(shapes_root, **(options or {}))
+    with progress_bar(f'generating {shapes_root}') as advance:
+        generate_shapes(shapes_root, **(options or {}), progress=advance)
     log.warning("generated the shapes dataset at %s", shapes_root)
     return True
 
@@ -38,6 +43,9 @@ class VlmDataModule(L.LightningDataModule):
     normalization: (mean, std) the images are normalised with; `vlm fit` links it from the model's encoder
         (`vlm.encoder.encoder_normalization`, timm's pretrained config), so a config names the encoder once;
         ImageNet's by default. (The detectors normalise inside the model and ignore it.)
+    max_image_pixels: refuse (or, with skip_bad_samples, skip and count) images whose header declares more pixels
+        (decompression bombs); PIL's 89.5 M by default. Set through the environment variable
+        VLM_MAX_IMAGE_PIXELS, which the loader workers inherit.
     Subclasses set `collate_fn` (or `collate_for(split)`) and fill `self.datasets[split]` in `setup`.
     """
 
@@ -53,6 +61,7 @@ class VlmDataModule(L.LightningDataModule):
             shapes_root: Optional[str] = None,
             shapes_options: Optional[Dict[str, Any]] = None,
             normalization: Optional[Stats] = None,
+            max_image_pixels: Optional[int] = None,
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -64,6 +73,10 @@ class VlmDataModule(L.LightningDataModule):
         self.shapes_options = shapes_options
         self.stats: Stats = (tuple(normalization[0]), tuple(normalization[1])) if normalization else IMAGENET
         self.datasets: Dict[str, Dataset] = {}
+        if max_image_pixels is not None:
+            if max_image_pixels <= 0:
+                raise DataError('data.max_image_pixels', f'must be a positive number of pixels, got {max_image_pixels}')
+            os.environ[MAX_PIXELS_VARIABLE] = str(max_image_pixels)
 
     def path(self, relative: Union[str, Path]) -> Path:
         relative = Path(relative)
@@ -84,17 +97,25 @@ class VlmDataModule(L.LightningDataModule):
         return self.collate_fn
 
     def loader(self, split: str, train: bool = False) -> DataLoader:
-        """The DataLoader of a split set up by `setup`, batched by `collate_for(split)`."""
+        """The DataLoader of a split set up by `setup`, batched by `collate_for(split)`. Training order and
+        augmentation follow (seed, epoch, index) (`vlm.data.sampling`): a resumed run repeats an uninterrupted one."""
         dataset = self.datasets[split]
+        sampler = None
+        if train:
+            seed = int(os.environ.get('PL_GLOBAL_SEED', 0))  # `seed_everything` of the run (vlm fit: 0 by default)
+            dataset, sampler = Reseeded(dataset, seed), EpochShuffle(len(dataset), seed, self._trainer_epoch)
         return DataLoader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
+            sampler=sampler,
             drop_last=train and len(dataset) > self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             collate_fn=self.collate_for(split),
         )
+
+    def _trainer_epoch(self) -> Optional[int]:
+        return self.trainer.current_epoch if self.trainer is not None else None
 
     def train_dataloader(self) -> DataLoader:
         return self.loader('train', train=True)

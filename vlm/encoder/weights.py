@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Sequence, Union
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
-from vlm.errors import CheckpointShapeError
+from vlm.errors import CheckpointShapeError, DataError, MissingFileError
+from vlm.io.checkpoints import read_checkpoint, read_safetensors
 
 from .checkpoint_filter import strip_to_model_keys
 
@@ -55,19 +55,16 @@ def read_state_dict(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
     """The tensors of a .safetensors file, or of a torch checkpoint loaded with `weights_only=True`."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise MissingFileError(path, 'checkpoint not found')
     if path.suffix == '.safetensors':
-        return load_file(str(path), device='cpu')
-    try:
-        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as error:  # unpickling refused or a corrupt file: say which file
-        raise ValueError(f"cannot read checkpoint {path} with weights_only=True: {error}") from error
+        return read_safetensors(path)
+    checkpoint = read_checkpoint(path)
     for key in _STATE_DICT_KEYS:
         if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
             checkpoint = checkpoint[key]
             break
     if not isinstance(checkpoint, dict):
-        raise ValueError(f"{path}: expected a state dict (a mapping of names to tensors), got {type(checkpoint)}")
+        raise DataError(path, f"expected a state dict (a mapping of names to tensors), got {type(checkpoint).__name__}")
     return {k: v for k, v in checkpoint.items() if isinstance(v, torch.Tensor)}
 
 

@@ -1,23 +1,21 @@
 """Evaluation: COCO mAP of a results list (`evaluate_coco`) and as a torchmetrics `Metric`, caption scores and VQAv2
-accuracy (functions and Metrics), results files of generated texts."""
-from .caption_scores import CAPTION_METRICS, evaluate_captions
-from .coco_eval import (
-                        BACKENDS,
-                        STAT_NAMES,
-                        CocoGroundTruthError,
-                        CocoStats,
-                        evaluate_coco,
-                        format_table,
-                        load_ground_truth,
-)
-from .coco_metric import CocoMeanAveragePrecision
-from .coco_results import IOU_TYPES, CocoEvalError, CocoResultsError, detections_to_coco_results, validate_results
-from .text_metrics import CaptionScores, VqaAccuracy
-from .vqa_accuracy import vqa_accuracy
+accuracy (functions and Metrics), results files of generated texts. Names are imported from their modules when
+first used (pycocotools, torchmetrics and torch only then)."""
+import importlib
+from typing import Any
 
-__all__ = [
-    'BACKENDS', 'CAPTION_METRICS', 'IOU_TYPES', 'STAT_NAMES', 'CaptionScores', 'CocoEvalError',
-    'CocoGroundTruthError', 'CocoMeanAveragePrecision', 'CocoResultsError', 'CocoStats', 'VqaAccuracy',
-    'detections_to_coco_results', 'evaluate_captions', 'evaluate_coco', 'format_table', 'load_ground_truth',
-    'validate_results', 'vqa_accuracy',
-]
+_WHERE = {
+    'BACKENDS': 'choices', 'STAT_NAMES': 'coco_eval', 'CocoGroundTruthError': 'coco_eval', 'CocoStats': 'coco_eval',
+    'evaluate_coco': 'coco_eval', 'format_table': 'coco_eval', 'load_ground_truth': 'coco_eval',
+    'CocoMeanAveragePrecision': 'coco_metric', 'IOU_TYPES': 'choices', 'CocoEvalError': 'coco_results',
+    'CocoResultsError': 'coco_results', 'detections_to_coco_results': 'coco_results',
+    'validate_results': 'coco_results', 'CAPTION_METRICS': 'caption_scores', 'evaluate_captions': 'caption_scores',
+    'CaptionScores': 'text_metrics', 'VqaAccuracy': 'text_metrics', 'vqa_accuracy': 'vqa_accuracy',
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'vlm.evaluation' has no attribute {name!r}")
+    return getattr(importlib.import_module(f'{__name__}.{_WHERE[name]}'), name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -19,11 +20,12 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from vlm.data.coco_json import bbox_problem
 from vlm.io.json_files import read_json
 
+from .choices import BACKENDS
 from .coco_results import IOU_TYPES, CocoEvalError, is_finite_number, is_integer, validate_results
 
-BACKENDS = ('pycocotools', 'faster-coco-eval')
 # (precision or recall, IoU threshold, area range, maxDets) of each stat, in COCOeval.summarize() order
 _SUMMARY_ROWS = (
     (True, None, 'all', 100), (True, 0.5, 'all', 100), (True, 0.75, 'all', 100),
@@ -108,6 +110,7 @@ def load_ground_truth(gt: str | Path | dict, iou_type: str = 'bbox') -> dict:
                "every image needs an integer 'height' and 'width' for segm evaluation")
     geometry, known_images, known_categories = ('bbox' if iou_type == 'bbox' else 'segmentation', set(image_ids),
                                                 set(category_ids))
+    sizes = {image.get('id'): (image.get('width'), image.get('height')) for image in images}
     copies = []
     for index, annotation in enumerate(annotations, 1):
         where = f"annotations[{index - 1}]"
@@ -117,6 +120,10 @@ def load_ground_truth(gt: str | Path | dict, iou_type: str = 'bbox') -> dict:
                f"{where}: 'category_id' is not a category id")
         _check(is_finite_number(annotation.get('area')), f"{where}: 'area' must be a finite number")
         _check(geometry in annotation, f"{where}: '{geometry}' is missing")
+        if 'bbox' in annotation:  # the datasets' own check (vlm.data.coco_json.bbox_problem)
+            size = sizes[image_id]
+            problem = bbox_problem(annotation['bbox'], size[0] or math.inf, size[1] or math.inf)
+            _check(problem is None, f"{where}: 'bbox' {problem}")
         copies.append({'iscrowd': 0, **annotation, 'id': index})
     return {**dataset, 'images': list(images), 'categories': list(categories), 'annotations': copies}
 
@@ -125,13 +132,18 @@ def _discard(*_: Any, **__: Any) -> None:
     """A print function that prints nothing."""
 
 
-def _run_pycocotools(gt: dict, results: list[dict], iou_type: str) -> tuple[np.ndarray, str]:
+Progress = Callable[[int, int], None]  # progress(stages done, stages in all)
+STAGES = 4  # ground truth read, predictions checked, matched (evaluate), accumulated
+
+
+def _run_pycocotools(gt: dict, results: list[dict], iou_type: str, progress: Progress) -> tuple[np.ndarray, str]:
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
         coco_gt.dataset = gt
         coco_gt.createIndex()
         evaluator = COCOeval(coco_gt, coco_gt.loadRes(results), iou_type)
         evaluator.evaluate()
+        progress(3, STAGES)
         evaluator.accumulate()
     table = io.StringIO()
     with contextlib.redirect_stdout(table):
@@ -139,7 +151,8 @@ def _run_pycocotools(gt: dict, results: list[dict], iou_type: str) -> tuple[np.n
     return evaluator.stats, table.getvalue()
 
 
-def _run_faster_coco_eval(gt: dict, results: list[dict], iou_type: str) -> tuple[np.ndarray, str]:
+def _run_faster_coco_eval(gt: dict, results: list[dict], iou_type: str, progress: Progress
+                          ) -> tuple[np.ndarray, str]:
     try:
         from faster_coco_eval import COCO as FastCOCO
         from faster_coco_eval import COCOeval_faster
@@ -149,6 +162,7 @@ def _run_faster_coco_eval(gt: dict, results: list[dict], iou_type: str) -> tuple
     coco_gt = FastCOCO(gt)  # logs at debug level only
     evaluator = COCOeval_faster(coco_gt, coco_gt.loadRes(results), iou_type, print_function=_discard)
     evaluator.evaluate()
+    progress(3, STAGES)
     evaluator.accumulate()
     lines: list[str] = []
     evaluator.print_function = lines.append
@@ -157,27 +171,32 @@ def _run_faster_coco_eval(gt: dict, results: list[dict], iou_type: str) -> tuple
     return evaluator.stats[:len(STAT_NAMES)], '\n'.join(lines[:len(STAT_NAMES)]) + '\n'
 
 
-_RUNNERS: dict[str, Callable[[dict, list[dict], str], tuple[np.ndarray, str]]] = {
+_RUNNERS: dict[str, Callable[[dict, list[dict], str, Progress], tuple[np.ndarray, str]]] = {
     'pycocotools': _run_pycocotools, 'faster-coco-eval': _run_faster_coco_eval}
 
 
 def evaluate_coco(gt: str | Path | dict, predictions: str | Path | list[dict], iou_type: str = 'bbox',
-                  backend: str = 'pycocotools') -> CocoStats:
+                  backend: str = 'pycocotools', progress: Progress | None = None) -> CocoStats:
     """COCO mAP of `predictions` (a results list or its JSON file) against `gt` (a dataset or its JSON file).
 
     Predictions are checked first (`CocoResultsError` names the bad record and field). No predictions give 0.0
     for all 12 stats. A ground truth without annotations gives -1 (undefined) for all 12, as pycocotools does.
-    Neither argument is modified.
+    Neither argument is modified. `progress(done, STAGES)` is called as each stage ends (a progress bar).
     """
+    progress = progress or _discard
     if iou_type not in IOU_TYPES:
         raise ValueError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     dataset = load_ground_truth(gt, iou_type)
+    progress(1, STAGES)
     if isinstance(predictions, (str, Path)):
         predictions = read_json(predictions, 'predictions')
     results = validate_results(predictions, dataset, iou_type)
+    progress(2, STAGES)
     if not results:  # pycocotools' loadRes([]) raises IndexError; COCO convention: no detections, AP 0
+        progress(STAGES, STAGES)
         return CocoStats.of([0.0] * len(STAT_NAMES))
-    values, table = _RUNNERS[backend](dataset, results, iou_type)
+    values, table = _RUNNERS[backend](dataset, results, iou_type, progress)
+    progress(STAGES, STAGES)
     return CocoStats.of(values, table)

@@ -17,7 +17,7 @@ import torch
 from pycocotools import mask as mask_utils
 from torchvision.ops import box_convert
 
-IOU_TYPES = ('bbox', 'segm')
+from .choices import IOU_TYPES
 
 
 class CocoEvalError(ValueError):

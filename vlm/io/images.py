@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Optional, Union
 
@@ -46,26 +45,20 @@ def load_rgb(path: Union[str, Path], max_pixels: Optional[int] = None) -> Image.
     if not path.is_file():
         raise MissingFileError(path, 'image file not found', field='file_name')
     limit = max_pixels or max_image_pixels()
+    previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # vlm checks the header's size itself, below
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('error', Image.DecompressionBombWarning)
-            previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max(limit, DEFAULT_MAX_IMAGE_PIXELS)
-            try:
-                with Image.open(path) as image:
-                    width, height = image.size
-                    if width * height > limit:
-                        raise _too_large(path, width, height, limit)
-                    image.load()
-                    return to_rgb(image)
-            finally:
-                Image.MAX_IMAGE_PIXELS = previous
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise DataError(path, f'image too large to decode safely ({error}); raise {MAX_PIXELS_VARIABLE} to allow it',
-                        field='image size') from None
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > limit:
+                raise _too_large(path, width, height, limit)
+            image.load()
+            return to_rgb(image)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         if isinstance(error, DataError):
             raise
         raise DataError(path, f'corrupt or truncated image ({error})', field='image') from error
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
 
 
 def _too_large(path: Path, width: int, height: int, limit: int) -> DataError:

@@ -7,11 +7,11 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, Mapping, Union
 
-import torch
 from transformers import PreTrainedTokenizerBase
 
 from vlm.encoder.weights import shape_mismatches
-from vlm.errors import CheckpointShapeError, MissingFileError
+from vlm.errors import CheckpointShapeError
+from vlm.io.checkpoints import read_checkpoint
 
 from .modeling import VisionLanguageModel
 from .tokenizer import load_tokenizer
@@ -33,13 +33,6 @@ def tokenizer_from_files(files: Mapping[str, str]) -> PreTrainedTokenizerBase:
         for name, text in files.items():
             (Path(directory) / name).write_text(text, encoding='utf-8')
         return load_tokenizer(directory)
-
-
-def read_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
-    """A Lightning checkpoint, read with `weights_only=True`."""
-    if not Path(path).is_file():
-        raise MissingFileError(path, 'checkpoint not found')
-    return torch.load(path, map_location='cpu', weights_only=True)
 
 
 def checkpoint_tokenizer_files(checkpoint: Mapping[str, Any], path: Union[str, Path]) -> Dict[str, str]:

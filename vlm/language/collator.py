@@ -29,8 +29,9 @@ class VisionLanguageCollator:
     training: learn `texts_per_image` of a record's captions or grouped questions (0: all), drawn at random, each
         image encoded once for all of them. packing: 'sequences' (one sequence per text) or 'turns' (all the
         chosen questions of an image as one multi-turn conversation: the image and the template's wrapping once,
-        about 2.5x fewer tokens for five questions). Evaluation uses each record's first caption / question, or
-        the conversation up to its last answer.
+        about 2.5x fewer tokens for five questions). Captions stay one sequence each: packed, a later caption of
+        an image could copy the earlier ones instead of looking at it. Evaluation uses each record's first
+        caption / question, or the conversation up to its last answer.
     """
 
     def __init__(self, processor: VisionLanguageProcessor, training: bool, texts_per_image: int = 1,

@@ -10,18 +10,20 @@ Every prompt goes through the chat template (`vlm.language.chat`), as in trainin
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, List, Optional, Sequence, Union
 
 import torch
+from safetensors import SafetensorError
 
 from vlm.errors import DataError, InputError, MissingFileError
 
 from .chat import Message
 from .modeling import VisionLanguageModel
-from .processor import ImageInput, PromptTooLongError, VisionLanguageProcessor
+from .processor import PROCESSOR_CONFIG, ImageInput, PromptTooLongError, VisionLanguageProcessor
 from .prompts import caption_conversation, text_conversation, vqa_conversation, vqa_prompt
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,19 @@ class VisionLanguagePredictor:
         directory = Path(directory)
         if not (directory / 'config.json').is_file():
             raise MissingFileError(directory, 'not a model directory (no config.json): write one with `vlm export`')
-        model = VisionLanguageModel.from_pretrained(str(directory), local_files_only=True, dtype=dtype).to(device)
+        for name in ('config.json', PROCESSOR_CONFIG):
+            try:
+                json.loads((directory / name).read_text(encoding='utf-8'))
+            except (OSError, ValueError) as error:
+                raise DataError(directory / name, f'not a readable JSON file ({error})') from None
+        if not any((directory / name).is_file() for name in ('model.safetensors', 'model.safetensors.index.json')):
+            raise MissingFileError(directory, 'no model.safetensors: write the folder with `vlm export`')
+        try:
+            model = VisionLanguageModel.from_pretrained(str(directory), local_files_only=True, dtype=dtype)
+        except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise DataError(directory, f'cannot load the model ({type(error).__name__}: {first[:200]})') from None
+        model = model.to(device)
         processor = VisionLanguageProcessor.from_pretrained(directory)
         if image_size is not None:
             processor.settings.image_size = image_size

@@ -5,7 +5,16 @@
 
 Each source is pinned (package version, file, size, sha256); nothing is downloaded at run time.
 """
+from typing import Any
+
 from .sources import SOURCES, PackagedFile, locate
-from .writer import write_weights
 
 __all__ = ['SOURCES', 'PackagedFile', 'locate', 'write_weights']
+
+
+def __getattr__(name: str) -> Any:  # the writers import transformers and timm: only when used
+    if name == 'write_weights':
+        from .writer import write_weights
+
+        return write_weights
+    raise AttributeError(f"module 'vlm.pretrained' has no attribute {name!r}")

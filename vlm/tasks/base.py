@@ -4,6 +4,7 @@ modules built by `vlm.models`, `vlm.encoder` or `vlm.language`."""
 from __future__ import annotations
 
 import dataclasses
+import random
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
@@ -14,12 +15,14 @@ from timm.scheduler.scheduler import Scheduler
 
 from vlm.data.skip_report import BadSampleReport
 from vlm.encoder.weights import shape_mismatches
-from vlm.errors import CheckpointShapeError, MissingFileError
+from vlm.errors import CheckpointShapeError
+from vlm.io.checkpoints import read_checkpoint
 
 from .checkpoint_migration import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_KEY, migrate_hparams, migrate_state_dict
 from .optimization import DEFAULT_OPTIMIZATION, Optimization, create_optimizer, create_scheduler, encoder_layer_matcher
 
 CompileOptions = Union[bool, Dict[str, Any]]
+RNG_KEY = 'vlm_rng_state'
 
 
 def compile_blocks(encoder: torch.nn.Module, **options: Any) -> None:
@@ -136,11 +139,31 @@ class VlmTask(L.LightningModule):
         ]
 
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        """The format version, and the random state of the main process (dropout, drop path, Mixup), so that a
+        resumed run continues as the uninterrupted one would (the loaders' randomness is a function of the epoch)."""
         checkpoint[CHECKPOINT_FORMAT_KEY] = CHECKPOINT_FORMAT
+        checkpoint[RNG_KEY] = {'torch': torch.get_rng_state(), 'python': random.getstate()}
+
+    def on_train_start(self) -> None:
+        """On a resume, start the training batches anew: Lightning created their iterator while estimating the
+        schedule's length (`estimated_stepping_batches`), before the checkpoint restored the epoch, so it would
+        replay epoch 0's order instead of the resumed epoch's (`vlm.data.sampling.EpochShuffle`)."""
+        fit_loop = self.trainer.fit_loop
+        fetcher = getattr(fit_loop, '_data_fetcher', None)
+        if fit_loop.is_resuming and fetcher is not None:
+            iter(fetcher)
+
+    def on_train_epoch_start(self) -> None:
+        pending = getattr(self, '_restored_rng', None)
+        if pending is not None:  # the first epoch after a resume draws what the uninterrupted run would have
+            torch.set_rng_state(pending['torch'])
+            random.setstate(pending['python'])
+            self._restored_rng = None
 
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         """Rename the keys of a vlm 0.1 checkpoint, then refuse tensors that do not fit this model, naming each
         tensor and both shapes."""
+        self._restored_rng = checkpoint.get(RNG_KEY)
         if checkpoint.get(CHECKPOINT_FORMAT_KEY, 1) < CHECKPOINT_FORMAT and self.state_dict_renames:
             checkpoint['state_dict'] = migrate_state_dict(checkpoint.get('state_dict', {}), self.state_dict_renames)
         mismatched = shape_mismatches(checkpoint.get('state_dict', {}), self.state_dict())
@@ -156,10 +179,11 @@ class VlmTask(L.LightningModule):
         executed); the stored hyperparameters, migrated from older vlm versions and updated by `overrides`, build
         the task, then the weights are loaded (`strict`)."""
         overrides.pop('weights_only', None)  # always True
-        path = Path(checkpoint_path)
-        if not path.is_file():
-            raise MissingFileError(path, 'checkpoint not found')
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        return cls.from_checkpoint(read_checkpoint(checkpoint_path, map_location), strict, **overrides)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Dict[str, Any], strict: bool = True, **overrides: Any) -> 'VlmTask':
+        """The task of an already read checkpoint (see `load_from_checkpoint`)."""
         task = cls(**{**migrate_hparams(checkpoint.get('hyper_parameters', {})), **overrides})
         task.on_load_checkpoint(checkpoint)
         task.load_state_dict(checkpoint['state_dict'], strict=strict)

@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from pycocotools import mask as mask_utils
 from torchvision.ops import box_convert
@@ -94,15 +95,39 @@ class ObjectDetector(VlmTask):
         return loss
 
     def detections(self, images: List[torch.Tensor]) -> List[Detections]:
-        """Model outputs without background detections, masks thresholded to (N, H, W) bool."""
+        """Model outputs without background detections, masks thresholded to (N, H, W) bool, in the coordinates
+        of `images` (each (3, H, W)). An image too long and thin to keep a side of the largest stride after the
+        evaluation resize (a 10000 x 20 image would resize to 0 rows) is first squeezed along its long side
+        (`_squeezed_for_resize`), and its boxes and masks are stretched back."""
+        squeezed = [self._squeezed_for_resize(image) for image in images]
         outputs = []
-        for output in self.model(images):
+        for image, model_input, output in zip(images, squeezed, self.model(squeezed)):
             keep = output['labels'] > 0  # FCOS / RetinaNet score the background channel too
             output = {name: value[keep] for name, value in output.items()}
+            height, width = image.shape[-2:]
+            if model_input.shape[-2:] != image.shape[-2:]:
+                output['boxes'] = output['boxes'] * output['boxes'].new_tensor(
+                    [width / model_input.shape[-1], height / model_input.shape[-2]]).repeat(2)
+                if 'masks' in output and len(output['masks']):
+                    output['masks'] = F.interpolate(output['masks'], size=(height, width), mode='bilinear')
+            output['boxes'][:, 0::2].clamp_(0, width)
+            output['boxes'][:, 1::2].clamp_(0, height)
             if 'masks' in output:
-                output['masks'] = output['masks'][:, 0] > MASK_THRESHOLD  # (N, H, W)
+                output['masks'] = output['masks'].reshape(-1, height, width) > MASK_THRESHOLD  # (N, H, W)
             outputs.append(output)
         return outputs
+
+    def _squeezed_for_resize(self, image: torch.Tensor) -> torch.Tensor:
+        """(3, H, W) -> (3, H', W'): the long side shortened (antialiased) just enough that the short side keeps
+        at least the largest stride after the detector resizes the long side to max_size; other images as they are."""
+        transform = self.model.transform
+        height, width = image.shape[-2:]
+        shortest = min(height, width)
+        longest = max(int(transform.max_size * shortest / transform.size_divisible), shortest)  # long side allowed
+        if max(height, width) <= longest:
+            return image
+        size = (height, longest) if width > height else (longest, width)
+        return F.interpolate(image[None].float(), size=size, mode='bilinear', antialias=True)[0].to(image.dtype)
 
     def _coco_datamodule(self) -> Any:
         """The trainer's datamodule: its `categories` map labels to category ids, `annotation_file(split)` is the

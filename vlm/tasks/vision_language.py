@@ -10,12 +10,12 @@ import torch
 from lightning.pytorch.callbacks import BaseFinetuning
 
 from vlm.evaluation.text_metrics import CaptionScores, VqaAccuracy
+from vlm.io.checkpoints import read_checkpoint
 from vlm.language.build import build_vision_language_model
 from vlm.language.checkpoint import (
     TOKENIZER_KEY,
     checkpoint_tokenizer_files,
     load_model_weights,
-    read_checkpoint,
     tokenizer_from_files,
     tokenizer_to_files,
 )

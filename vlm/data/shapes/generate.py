@@ -103,15 +103,28 @@ def _run_job(job: _Job, settings: _Settings) -> Optional[Dict[str, Any]]:
     return None
 
 
-def _map(function: Callable[[_Job], Any], jobs: Sequence[_Job], workers: int) -> List[Any]:
+def _map(function: Callable[[_Job], Any], jobs: Sequence[_Job], workers: int,
+         progress: Optional[Callable[[int, int], None]] = None) -> List[Any]:
     """`function` over `jobs`, in order; in `workers` forked processes when workers > 1 (fork, not spawn, so
-    the workers need not re-import torch)."""
+    the workers need not re-import torch); `progress(done, total)` after each job."""
+    results: List[Any] = []
     if workers <= 1:
-        return [function(job) for job in jobs]
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context('fork' if 'fork' in methods else None)
-    with context.Pool(workers) as pool:
-        return pool.map(function, jobs, chunksize=16)
+        iterator = map(function, jobs)
+        pool = None
+    else:
+        methods = multiprocessing.get_all_start_methods()
+        pool = multiprocessing.get_context('fork' if 'fork' in methods else None).Pool(workers)
+        iterator = pool.imap(function, jobs, chunksize=16)
+    try:
+        for result in iterator:
+            results.append(result)
+            if progress is not None:
+                progress(len(results), len(jobs))
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    return results
 
 
 def _write_split(root: Path, split: str, records: Sequence[Dict[str, Any]]) -> Dict[str, int]:
@@ -156,6 +169,7 @@ def generate_shapes(
         classification_image_size: int = 64,
         workers: int = 2,
         force: bool = False,
+        progress: Optional[Callable[[int, int], None]] = None,
 ) -> Path:
     """Write the shapes dataset to `out_dir` (see vlm/data/shapes/__init__.py for the layout) and return it.
 
@@ -181,7 +195,7 @@ def generate_shapes(
         jobs += [_Job(split, i, category) for split in SPLITS for category in CLASSIFICATION_CLASSES
                  for i in range(per_class[split])]
         settings = _Settings(root, seed, image_size, classification_image_size)
-        results = _map(partial(_run_job, settings=settings), jobs, workers)
+        results = _map(partial(_run_job, settings=settings), jobs, workers, progress)
         counts = {split: _write_split(root, split, [r for job, r in zip(jobs, results)
                                                     if job.category is None and job.split == split])
                   for split in SPLITS}

@@ -1,0 +1,3 @@
+"""The options of COCO evaluation, importable without pycocotools or torch (the `vlm evaluate-coco` parser)."""
+IOU_TYPES = ('bbox', 'segm')
+BACKENDS = ('pycocotools', 'faster-coco-eval')
