@@ -29,6 +29,7 @@ def build_vision_language_model(
         projector_hidden_size: Optional[int] = None,
         image_size: int = 224,
         encoder_weights: Optional[str] = None,
+        projector: str = 'mlp',
 ) -> Tuple[VisionLanguageModel, VisionLanguageProcessor]:
     """A model whose decoder is either a new `LlamaForCausalLM(LlamaConfig(**decoder))` (vocabulary = the
     tokenizer's) or the pretrained one in the local directory `decoder_path` (loaded in float32, offline).
@@ -37,7 +38,7 @@ def build_vision_language_model(
     embedding rows set to the mean of the pretrained rows: an input row of `<image>` is never read (image tokens
     replace it), and with tied embeddings its output row gives the new token an average logit, so the decoder's
     predictions over its own vocabulary are those of the original model. encoder_weights: initial encoder weights
-    (a local file or any vlm checkpoint)."""
+    (a local file or any vlm checkpoint). projector: 'mlp' or 'vocabulary' (`VisionLanguageConfig`)."""
     special = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                    pad_token_id=tokenizer.pad_token_id)
     if decoder_path is not None:
@@ -50,7 +51,7 @@ def build_vision_language_model(
     mean, std = encoder_normalization(encoder)
     config = VisionLanguageConfig(
         encoder_name=encoder, encoder_kwargs=encoder_kwargs, pixel_shuffle=pixel_shuffle,
-        projector_hidden_size=projector_hidden_size, text_config=text_config,
+        projector_hidden_size=projector_hidden_size, projector=projector, text_config=text_config,
         image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN), image_size=image_size, image_mean=mean,
         image_std=std, **special)
     model = VisionLanguageModel(config)

@@ -16,6 +16,8 @@ class VisionLanguageConfig(PretrainedConfig):
     pixel_shuffle: s, the projector's token reduction: each s x s group of patch tokens becomes one token with
         s^2 times the channels (Idefics3 / nanoVLM). 1 keeps one token per patch.
     projector_hidden_size: hidden width of the 2-layer GELU MLP (default: the decoder's hidden size).
+    projector: 'mlp' (the MLP's output is the image token) or 'vocabulary' (it is a query whose soft look-up in the
+        decoder's word embeddings is the image token; `vlm.language.projector.soft_vocabulary_lookup`).
     text_config: a `LlamaConfig` (or its dict) for the `LlamaForCausalLM` decoder.
     image_token_id: the id of the `<image>` placeholder token in the tokenizer.
     image_size / image_mean / image_std: the processor's image settings (square resize, then normalise).
@@ -32,6 +34,7 @@ class VisionLanguageConfig(PretrainedConfig):
             patch_size: Optional[int] = None,
             pixel_shuffle: int = 1,
             projector_hidden_size: Optional[int] = None,
+            projector: str = 'mlp',
             text_config: Optional[Union[LlamaConfig, Dict[str, Any]]] = None,
             image_token_id: int = 0,
             image_size: int = 224,
@@ -50,6 +53,7 @@ class VisionLanguageConfig(PretrainedConfig):
             raise ValueError(f'pixel_shuffle must be >= 1, got {pixel_shuffle}')
         self.pixel_shuffle = pixel_shuffle
         self.projector_hidden_size = projector_hidden_size
+        self.projector = projector
         self.image_token_id = image_token_id
         self.image_size = image_size
         self.image_mean = list(image_mean)

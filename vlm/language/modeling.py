@@ -59,7 +59,8 @@ class VisionLanguageModel(PreTrainedModel, GenerationMixin):
         self.encoder = build_encoder(config)
         text_hidden = config.text_config.hidden_size
         self.projector = Projector(
-            config.encoder_hidden_size, text_hidden, config.projector_hidden_size or text_hidden, config.pixel_shuffle)
+            config.encoder_hidden_size, text_hidden, config.projector_hidden_size or text_hidden, config.pixel_shuffle,
+            getattr(config, 'projector', 'mlp'))
         self.language_model = LlamaForCausalLM(config.text_config)
         self.post_init()
 
@@ -85,7 +86,8 @@ class VisionLanguageModel(PreTrainedModel, GenerationMixin):
         """(B, 3, H, W) images -> (B, N, D) decoder-space image tokens, N = config.image_tokens(H, W)."""
         encoder_dtype = next(self.encoder.parameters()).dtype
         grid = dense_features(self.encoder, pixel_values.to(encoder_dtype)).last  # (B, C, H/p, W/p)
-        return self.projector(grid)  # (B, N, D)
+        vocabulary = self.get_input_embeddings().weight if self.projector.kind == 'vocabulary' else None
+        return self.projector(grid, vocabulary)  # (B, N, D)
 
     def merge_image_tokens(
             self, input_ids: torch.Tensor, inputs_embeds: torch.Tensor, pixel_values: Optional[torch.Tensor],

@@ -49,6 +49,8 @@ class VisionLanguageTask(VlmTask):
         the projector uses; a LoRA part's adapters use its rate).
     lora: LoRA adapters through peft (`vlm.language.lora.LoraSettings`: parts, r, alpha, dropout, target_modules):
         a part with adapters learns only them; they are merged into the weights at export.
+    projector: 'mlp' or 'vocabulary' (image tokens as soft look-ups in the decoder's word embeddings, which a
+        pretrained decoder reads from the first step; `vlm.language.projector.soft_vocabulary_lookup`).
     texts_per_image: how many of an image's captions (or, with the datamodule's `group_by_image`, questions) one
         training step learns, drawn without replacement; the image is encoded once for all of them. 0: all.
     packing: 'sequences' (one sequence per text) or 'turns' (an image's chosen questions as one multi-turn
@@ -72,6 +74,7 @@ class VisionLanguageTask(VlmTask):
             tokenizer_vocab_size: int = 1024,
             pixel_shuffle: int = 1,
             projector_hidden_size: Optional[int] = None,
+            projector: str = 'mlp',
             image_size: int = 224,
             trainable: Sequence[str] = PARTS,
             lora: Optional[LoraSettings] = None,
@@ -141,7 +144,7 @@ class VisionLanguageTask(VlmTask):
         hp = self.hparams
         self.model, self.processor = build_vision_language_model(
             tokenizer, hp.encoder, hp.encoder_kwargs, hp.decoder, hp.decoder_path, hp.pixel_shuffle,
-            hp.projector_hidden_size, hp.image_size, hp.encoder_weights)
+            hp.projector_hidden_size, hp.image_size, hp.encoder_weights, hp.get('projector', 'mlp'))
         self.tokenizer_files = tokenizer_to_files(tokenizer)
         if hp.init_checkpoint:
             load_model_weights(self.model, self.processor.tokenizer, hp.init_checkpoint)
