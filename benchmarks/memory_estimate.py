@@ -138,6 +138,19 @@ def activation_bytes(counts: Counts, micro_batch: int, text_tokens: int, encoder
                 logits=10 * decoder_tokens * cfg.vocab_size)
 
 
+def model_state_gib(strategy: str, encoder: str, decoder: Dict, pixel_shuffle: int, image_size: int,
+                    trainable_parts: Sequence[str], gpus: int = 1, zero_bucket: float = 5e7,
+                    zero3_prefetch: float = 5e7) -> float:
+    """GiB of weights, gradients, AdamW states and buffers per GPU for one model and freeze policy
+    (`trainable_parts` among encoder / projector / decoder): what a run's measured peak is compared with."""
+    counts = count_parameters(encoder, decoder, pixel_shuffle, image_size)
+    sizes = dict(encoder=counts.encoder, projector=counts.projector, decoder=counts.decoder)
+    trainable = sum(n for part, n in sizes.items() if part in trainable_parts)
+    parts = state_bytes(strategy, counts, trainable, sum(sizes.values()) - trainable, gpus, zero_bucket,
+                        zero3_prefetch)
+    return sum(parts.values()) / GIB
+
+
 def _gib(value: float) -> str:
     return f'{value / GIB:.2f}'
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 __all__ = ['PRUNING_MODES', 'prunable_parameters', 'channel_coupled_parameters', 'effective_tensor', 'sparsity',
-           'encoder_sparsity', 'slim_mlp_channels']
+           'encoder_sparsity', 'slim_mlp_channels', 'semi_structured_mask']
 
 PRUNING_MODES = ('unstructured', 'channels')
 Parameters = List[Tuple[nn.Module, str]]
@@ -113,3 +113,16 @@ def slim_mlp_channels(encoder: nn.Module) -> int:
         mlp.fc1, mlp.fc2 = slim_fc1, slim_fc2
         removed += int((~keep).sum())
     return removed
+
+
+@torch.no_grad()
+def semi_structured_mask(weight: torch.Tensor) -> torch.Tensor:
+    """(out, in) weight -> bool mask keeping the 2 largest-magnitude entries of every 4 consecutive inputs of a
+    row: the 2:4 pattern that `torch.sparse.to_sparse_semi_structured` and NVIDIA's sparse tensor cores take."""
+    rows, columns = weight.shape
+    if columns % 4:
+        raise ValueError(f'2:4 sparsity needs the input size to be a multiple of 4, got {columns}')
+    groups = weight.detach().abs().reshape(rows, columns // 4, 4)
+    keep = groups.topk(2, dim=-1).indices
+    mask = torch.zeros_like(groups, dtype=torch.bool).scatter_(-1, keep, True)
+    return mask.reshape(rows, columns)
