@@ -5,36 +5,15 @@ import pytest
 import timm
 import torch
 
+from benchmarks.conversion_error import FAMILIES, perturbed_source
 from vlm.cli import main as vlm_main
 from vlm.encoder.conversion import convert, write_converted
 from vlm.errors import InputError
 
-FAMILIES = [  # (timm name, image size): DINOv2 (LayerScale, registers), DeiT, DeiT-III, CLIP, SigLIP, Naver RoPE
-    ('vit_small_patch14_dinov2', 56), ('vit_small_patch14_reg4_dinov2', 56), ('deit_tiny_patch16_224', 64),
-    ('deit3_small_patch16_224', 64), ('vit_base_patch16_clip_quickgelu_224', 64), ('vit_base_patch16_siglip_224', 64),
-    ('vit_small_patch16_rope_mixed_224', 64), ('vit_small_patch16_rope_mixed_ape_224', 64),
-]
-
-
-def _random_source(name: str, size: int, **kwargs) -> torch.nn.Module:
-    """A source with every tensor far from its initial value (norm weights and biases, LayerScale, tokens, position
-    embeddings, RoPE frequencies), so that a step the conversion skipped would show."""
-    torch.manual_seed(0)
-    source = timm.create_model(name, pretrained=False, num_classes=0, dynamic_img_size=True, img_size=size,
-                               **kwargs).eval()
-    with torch.no_grad():
-        for key, parameter in source.named_parameters():
-            if 'norm' in key and key.endswith('weight'):
-                parameter.copy_(1 + 0.2 * torch.randn_like(parameter))
-            elif key.endswith('bias') or 'gamma' in key or 'freqs' in key or key in ('cls_token', 'pos_embed',
-                                                                                          'reg_token'):
-                parameter.copy_(0.2 * torch.randn_like(parameter))
-    return source
-
 
 @pytest.mark.parametrize('name, size', FAMILIES)
 def test_the_conversion_is_exact_at_the_training_size_and_another(name, size):
-    source = _random_source(name, size)
+    source = perturbed_source(name, size)
     target, args = convert(source, name)
     assert type(target).__name__ == 'VisionTransformerRopeRms' and args['final_norm_bias']
     assert all(type(block.norm1).__name__ == 'FastRmsNorm' for block in target.blocks)
@@ -58,7 +37,7 @@ def test_the_conversion_is_exact_at_the_training_size_and_another(name, size):
 
 
 def test_a_head_is_carried_over_and_the_folder_round_trips(tmp_path):
-    source = _random_source('deit_tiny_patch16_224', 64)
+    source = perturbed_source('deit_tiny_patch16_224', 64)
     source.reset_classifier(5)
     torch.nn.init.normal_(source.head.weight)
     loaded, difference = write_converted(source, str(tmp_path / 'deit'), 'deit')
