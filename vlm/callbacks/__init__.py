@@ -1,4 +1,5 @@
 """Lightning callbacks that vlm configs can name (`trainer.callbacks: - class_path: vlm.callbacks.EncoderPruning`)."""
 from .pruning import EncoderPruning
+from .wall_clock import WallClock
 
-__all__ = ['EncoderPruning']
+__all__ = ['EncoderPruning', 'WallClock']

@@ -1,0 +1,79 @@
+"""Does the model look at the image? VQA accuracy with each question's own image against the same questions asked
+about another scene (a fixed derangement of the val images), per answer type.
+
+A model that answers from the question alone (priors: 'yes' half the time, the commonest count) scores the same
+either way; one that sees loses most on 'other' (colour, shape) and 'yes/no' when the image is wrong.
+
+    python benchmarks/vqa_grounding.py --ckpt runs/shapes_vqa_smollm2/version_0/checkpoints/last.ckpt
+    python benchmarks/vqa_grounding.py --model runs/export/shapes_vqa_smollm2 [--limit 500] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from vlm.data import VqaV2, ensure_shapes
+from vlm.evaluation.vqa_accuracy import vqa_accuracy
+from vlm.language.inference import VisionLanguagePredictor
+
+SHAPES = Path('data/shapes')
+
+
+def derangement(image_ids: List[int]) -> Dict[int, int]:
+    """Each image id -> another one (the distinct ids shifted by half their number): no scene keeps its own."""
+    distinct = sorted(set(image_ids))
+    shift = max(len(distinct) // 2, 1)
+    return {image: distinct[(k + shift) % len(distinct)] for k, image in enumerate(distinct)}
+
+
+def load_predictor(model: Optional[str], ckpt: Optional[str], batch_size: int) -> VisionLanguagePredictor:
+    if model:
+        return VisionLanguagePredictor.from_pretrained(model, batch_size=batch_size)
+    from vlm.tasks import VisionLanguageTask
+
+    task = VisionLanguageTask.load_from_checkpoint(ckpt)
+    return VisionLanguagePredictor(task.exportable_model(), task.processor, batch_size=batch_size)
+
+
+def grounding(predictor: VisionLanguagePredictor, dataset: VqaV2, limit: Optional[int] = None,
+              max_new_tokens: int = 4) -> Dict[str, Dict[str, float]]:
+    """{'true': accuracies, 'shuffled': accuracies, 'difference': true - shuffled} per answer type."""
+    records = [dataset.record(i) for i in range(len(dataset.questions))][:limit]
+    other = derangement([r['image_id'] for r in records])
+    answers = {r['question_id']: r['answers'] for r in records}
+    types = {r['question_id']: r['answer_type'] for r in records}
+    scores = {}
+    for name, image_of in (('true', lambda i: i), ('shuffled', other.__getitem__)):
+        images = [str(dataset.image_path(image_of(r['image_id']))) for r in records]
+        texts = predictor.ask(images, [r['question'] for r in records], max_new_tokens=max_new_tokens)
+        scores[name] = vqa_accuracy(answers, {r['question_id']: t for r, t in zip(records, texts)}, types)
+    scores['difference'] = {key: scores['true'][key] - scores['shuffled'][key] for key in scores['true']}
+    return scores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument('--model', help='a folder written by `vlm export`')
+    source.add_argument('--ckpt', help='a VisionLanguageTask checkpoint of `vlm fit`')
+    parser.add_argument('--root', type=Path, default=SHAPES, help='the shapes dataset (generated when missing)')
+    parser.add_argument('--limit', type=int, default=None, help='score the first N val questions only')
+    parser.add_argument('--batch-size', type=int, default=32)
+    parser.add_argument('--json', type=Path, help='also write the table here')
+    args = parser.parse_args()
+    ensure_shapes(args.root)
+    dataset = VqaV2(args.root / 'images' / 'val', args.root / 'annotations' / 'v2_OpenEnded_shapes_val_questions.json',
+                    args.root / 'annotations' / 'v2_shapes_val_annotations.json', image_filename='{image_id:012d}.png')
+    scores = grounding(load_predictor(args.model, args.ckpt, args.batch_size), dataset, args.limit)
+    keys = list(scores['true'])
+    print(f"{'':12}" + ''.join(f'{key:>16}' for key in keys))
+    for name, values in scores.items():
+        print(f'{name:12}' + ''.join(f'{values[key]:>16.3f}' for key in keys))
+    if args.json:
+        args.json.write_text(json.dumps(scores, indent=2) + '\n')
+
+
+if __name__ == '__main__':
+    main()
