@@ -63,3 +63,4 @@ def test_vocabulary_projector_saves_and_loads_with_identical_logits(tmp_path):
 def test_unknown_projector_is_refused():
     with pytest.raises(ValueError, match="projector must be one of"):
         Projector(8, 8, 8, kind='linear')
+

@@ -57,6 +57,27 @@ def create_encoder(
     return encoder
 
 
+def resolve_local_dir(name: str, kwargs: Optional[Mapping[str, Any]] = None
+                      ) -> Tuple[str, Dict[str, Any], Optional[str]]:
+    """(architecture, model kwargs, weights file) of a `local-dir:FOLDER` encoder (its config.json's `architecture`
+    and `model_args` under `kwargs`, and its model.safetensors); any other name is returned as it is, without a
+    file. A model that stores its encoder this way is self-contained: it no longer needs FOLDER once built."""
+    source, identifier = _parse(name)
+    if source != 'local-dir':
+        return name, dict(kwargs or {}), None
+    folder = Path(identifier)
+    if not (folder / 'config.json').is_file():
+        raise InputError(f'encoder {name!r}: {folder}/config.json not found (write the folder with `vlm weights` or '
+                         f'`vlm convert`)')
+    _, architecture, model_args = load_model_config_from_path(str(folder))
+    model_args = {k: v for k, v in (model_args or {}).items() if k != 'num_classes'}
+    weights = next((str(folder / f) for f in ('model.safetensors', 'pytorch_model.bin') if (folder / f).is_file()),
+                   None)
+    if weights is None:
+        raise InputError(f'encoder {name!r}: no model.safetensors in {folder}')
+    return architecture, {**model_args, **dict(kwargs or {})}, weights
+
+
 def _parse(name: str) -> Tuple[Optional[str], str]:
     try:
         return parse_model_name(name)
@@ -83,4 +104,4 @@ def encoder_normalization(name: Optional[str]) -> Normalization:
     return tuple(float(v) for v in config['mean']), tuple(float(v) for v in config['std'])
 
 
-__all__ = ['LoadReport', 'Normalization', 'create_encoder', 'encoder_normalization']
+__all__ = ['LoadReport', 'Normalization', 'create_encoder', 'encoder_normalization', 'resolve_local_dir']

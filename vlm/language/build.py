@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
-from vlm.encoder import encoder_normalization, load_encoder_weights
+from vlm.encoder import encoder_normalization, load_encoder_weights, resolve_local_dir
 from vlm.errors import MissingFileError
 
 from .configuration import VisionLanguageConfig
@@ -49,6 +49,10 @@ def build_vision_language_model(
     else:
         text_config = LlamaConfig(**{**TINY_LLAMA, **(decoder or {}), 'vocab_size': len(tokenizer), **special})
     mean, std = encoder_normalization(encoder)
+    # a local-dir: encoder is stored by architecture and arguments, its folder's weights loaded below: the model's
+    # config (and so an export) does not depend on the folder
+    encoder, encoder_kwargs, folder_weights = resolve_local_dir(encoder, encoder_kwargs)
+    encoder_weights = encoder_weights or folder_weights
     config = VisionLanguageConfig(
         encoder_name=encoder, encoder_kwargs=encoder_kwargs, pixel_shuffle=pixel_shuffle,
         projector_hidden_size=projector_hidden_size, projector=projector, text_config=text_config,
