@@ -7,20 +7,21 @@ and the KV cache on; rounds alternate the two models so machine noise hits both 
 for each at batch 1 and 8, and the ratio VLM / bare (goal >= 0.95).
 
     python benchmarks/generation_speed.py [--new-tokens 64] [--rounds 5] [--decoder-layers 4] [--hidden 512]
+    python benchmarks/generation_speed.py --decoder-path weights/smollm2-135m-instruct    # the real SmolLM2-135M
 """
 from __future__ import annotations
 
 import argparse
 import statistics
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import torch
 from transformers import LlamaForCausalLM
 
 from vlm.language.build import build_vision_language_model
 from vlm.language.prompts import caption_prompt
-from vlm.language.tokenizer import train_bpe_tokenizer
+from vlm.language.tokenizer import load_tokenizer, train_bpe_tokenizer
 
 WORDS = 'a red blue green circle square star ring cross triangle on the left right of above below two one'.split()
 
@@ -31,14 +32,21 @@ def _timed(generate: Callable[[int], torch.Tensor], tokens: int) -> float:
     return time.perf_counter() - start
 
 
-def build_models(hidden: int, decoder_layers: int, image_size: int, encoder: str = 'vlm_vit_small_patch16_rope_rms'):
-    """A VLM (encoder + pixel shuffle 2 + Llama decoder) and a bare `LlamaForCausalLM` with the same decoder
-    weights, and the VLM's processor."""
-    tokenizer = train_bpe_tokenizer([' '.join(WORDS)] * 10, vocab_size=300)
-    decoder = dict(hidden_size=hidden, intermediate_size=hidden * 3, num_hidden_layers=decoder_layers,
-                   num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=1024)
+def build_models(hidden: int, decoder_layers: int, image_size: int, encoder: str = 'vlm_vit_small_patch16_rope_rms',
+                 decoder_path: Optional[str] = None):
+    """A VLM (encoder + pixel shuffle 2 + Llama decoder: a new one of `decoder_layers` x `hidden`, or the
+    pretrained one in `decoder_path`) and a bare `LlamaForCausalLM` with the same decoder weights, and the VLM's
+    processor."""
+    if decoder_path:
+        tokenizer = load_tokenizer(decoder_path)
+        decoder = None
+    else:
+        tokenizer = train_bpe_tokenizer([' '.join(WORDS)] * 10, vocab_size=300)
+        decoder = dict(hidden_size=hidden, intermediate_size=hidden * 3, num_hidden_layers=decoder_layers,
+                       num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=1024)
     vlm_model, processor = build_vision_language_model(
-        tokenizer, encoder=encoder, decoder=decoder, pixel_shuffle=2, image_size=image_size)
+        tokenizer, encoder=encoder, decoder=decoder, decoder_path=decoder_path, pixel_shuffle=2,
+        image_size=image_size)
     vlm_model.eval()
     bare = LlamaForCausalLM(vlm_model.config.text_config).eval()
     bare.load_state_dict(vlm_model.language_model.state_dict())
@@ -74,10 +82,14 @@ def main() -> None:
     parser.add_argument('--hidden', type=int, default=512)
     parser.add_argument('--decoder-layers', type=int, default=4)
     parser.add_argument('--image-size', type=int, default=224)
+    parser.add_argument('--decoder-path', help='a local pretrained Llama folder (e.g. weights/smollm2-135m-instruct)')
     args = parser.parse_args()
     torch.manual_seed(0)
-    vlm_model, bare, processor = build_models(args.hidden, args.decoder_layers, args.image_size)
-    print(f'decoder: {args.decoder_layers} layers, hidden {args.hidden}; encoder ViT-S/16 at {args.image_size} px '
+    vlm_model, bare, processor = build_models(args.hidden, args.decoder_layers, args.image_size,
+                                              decoder_path=args.decoder_path)
+    text = vlm_model.config.text_config
+    print(f'decoder: {args.decoder_path or "new"}, {text.num_hidden_layers} layers, hidden {text.hidden_size}; '
+          f'encoder ViT-S/16 at {args.image_size} px '
           f'({processor.settings.tokens_per_image} image tokens); {args.new_tokens} new tokens, greedy, KV cache; '
           f'{torch.get_num_threads()} threads')
     print(f"{'batch':>5} {'prefix':>6} {'bare tok/s':>11} {'vlm tok/s':>10} {'ratio':>6}")
