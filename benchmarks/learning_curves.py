@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import yaml
 
 Point = Tuple[int, float, float]  # (images seen, wall seconds, value)
+CHANCE = {'val/vqa_acc/other': 1 / 6, 'val/vqa_acc/yes/no': 1 / 2}  # drawn as a dashed line: one of 6 colours / shapes
 
 
 def read_curve(folder: Path, metric: str) -> List[Point]:
@@ -52,6 +53,8 @@ def plot(curves: Dict[str, Dict[str, List[Point]]], out: Path) -> None:
             axes[row][1].plot([w / 60 for w in wall], value, marker='o', label=label)
         for column, xlabel in enumerate(('training images seen', 'wall time (min, 2 CPU cores)')):
             axes[row][column].set(xlabel=xlabel, ylabel=metric)
+            if metric in CHANCE:
+                axes[row][column].axhline(CHANCE[metric], color='grey', linestyle='--', linewidth=1)
             axes[row][column].grid(alpha=0.3)
         axes[row][0].legend(fontsize=8)
     figure.tight_layout()

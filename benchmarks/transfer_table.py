@@ -46,8 +46,8 @@ def write_digits(out: Path, size: int = SIZE) -> Path:
 
 def encoder_options(folder: Path, pretrained: bool) -> List[str]:
     """The converted folder itself, or the same architecture and arguments from random init."""
-    if pretrained:
-        return ['--model.init_args.encoder', f'local-dir:{folder}']
+    if pretrained:  # the config's from-scratch encoder_kwargs do not apply
+        return ['--model.init_args.encoder', f'local-dir:{folder}', '--model.init_args.encoder_kwargs', '{}']
     config = json.loads((folder / 'config.json').read_text())
     kwargs = {k: v for k, v in config['model_args'].items() if k not in ('num_classes',)}
     kwargs['img_size'] = SIZE
