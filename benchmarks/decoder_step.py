@@ -38,6 +38,7 @@ def one_setting(config: str, precision: str, threads: int, decoder: str, steps: 
     task.trainer = cli.trainer
     datamodule.setup('fit')
     task.setup('fit')
+    datamodule.set_collate_fns(task.collator(training=True), task.collator(training=False))  # Lightning's fit does this
     batch = next(iter(datamodule.train_dataloader()))
     optimizer = torch.optim.AdamW([p for p in task.parameters() if p.requires_grad], lr=1e-4)
     task.model.train()

@@ -327,9 +327,10 @@ def vqa_rows(smoke: bool, out: Path, accelerator: List[str], minutes: float, sha
                 continue
             pretrained = ['--model.init_args.decoder_path', str(decoder)]
         save = out / 'vqa' / Path(config).stem
-        limits = (['--trainer.max_steps', '2', '--trainer.limit_val_batches', '1', '--trainer.num_sanity_val_steps',
-                   '0'] if smoke else ['--trainer.max_time', f'00:00:{int(minutes):02d}:{int(minutes % 1 * 60):02d}',
-                                       '--trainer.max_epochs', '1000'])
+        limit = f'00:00:{int(minutes):02d}:{int(minutes % 1 * 60):02d}'
+        limits = (['--trainer.max_epochs', '1', '--trainer.limit_train_batches', '2', '--trainer.limit_val_batches',
+                   '1', '--trainer.num_sanity_val_steps', '0'] if smoke  # the epoch ends, so validation runs
+                  else ['--trainer.max_time', limit, '--trainer.max_epochs', '1000', '--trainer.max_steps', '-1'])
         seconds = vlm_fit(['--config', str(REPO / config), *accelerator, *limits, *shapes_args(shapes),
                            *pretrained, '--trainer.enable_checkpointing',
                            'false', '--trainer.logger.init_args.save_dir', str(save)],
