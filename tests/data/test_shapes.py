@@ -348,3 +348,38 @@ def test_failed_generation_leaves_no_output(tmp_path, monkeypatch):
         generate_shapes(out, force=True, **SMALL)
     assert sorted(p.name for p in tmp_path.iterdir()) == ['shapes']  # no 'fresh', no temporary directory
     assert _files(out) == before  # the complete dataset survives a failed --force run
+
+
+@pytest.mark.parametrize('split', SPLITS)
+def test_conversations_agree_with_the_vqa_files_and_the_instances(dataset, split):
+    """Each image's dialogue is its five VQA questions with their answers; each two-image dialogue's answers are
+    the counts of the instances JSON (an independent reference); the file reads as LLaVA conversations."""
+    from vlm.data.conversations import read_conversations
+
+    paths = shapes_paths(dataset, split)
+    dialogues = _load(paths['conversations'])
+    questions = _load(paths['vqa_questions'])['questions']
+    answers = {a['question_id']: a['multiple_choice_answer'] for a in _load(paths['vqa_annotations'])['annotations']}
+    objects = _objects_by_image(dataset, split)
+    single = [d for d in dialogues if isinstance(d['image'], str)]
+    pairs = [d for d in dialogues if isinstance(d['image'], list)]
+    assert len(single) == len(objects) and len(pairs) == (len(objects) + 2) // 4
+    for dialogue in single:
+        image_id = int(dialogue['image'][:-4])
+        asked = [(q['question'], answers[q['question_id']]) for q in questions if q['image_id'] == image_id]
+        turns = dialogue['conversations']
+        assert [t['from'] for t in turns] == ['human', 'gpt'] * 5 and turns[0]['value'].startswith('<image>\n')
+        assert [(h['value'].replace('<image>\n', ''), g['value']) for h, g in zip(turns[::2], turns[1::2])] == asked
+    for dialogue in pairs:
+        first, second = (int(name[:-4]) for name in dialogue['image'])
+        assert second == first + 1 and (first - min(objects)) % 4 == 0
+        compare, count = dialogue['conversations'][0::2], dialogue['conversations'][1::2]
+        assert compare[0]['value'].startswith('<image>\n<image>\nwhich of the two images has more ')
+        noun = PLURALS[re.search(f'more ({PLURAL_RE})', compare[0]['value']).group(1)]
+        counts = [sum(o.category == noun for o in objects[image_id]) for image_id in (first, second)]
+        more = 'first' if counts[0] > counts[1] else 'second' if counts[1] > counts[0] else 'neither'
+        assert count[0]['value'] == more
+        which = re.search(r'in the (first|second) image', compare[1]['value']).group(1)
+        assert count[1]['value'] == str(counts[('first', 'second').index(which)])
+    read = read_conversations(paths['conversations'], paths['images'])
+    assert len(read) == len(dialogues) and all(len(c.images) in (1, 2) for c in read)

@@ -196,3 +196,29 @@ def test_grouped_records_train_on_several_texts_per_image_encoded_once(shapes):
     assert packed['image_index'].tolist() == [0, 0, 1, 2]
     with pytest.raises(ValueError, match='texts_per_image'):
         VisionLanguageTask(texts_per_image=-1)
+
+
+def test_conversations_mixed_with_captions_train_and_every_turn_is_scored(tmp_path, shapes, capsys):
+    """The shapes conversation file (one- and two-image dialogues) mixed with captions by weights: fit logs the
+    conversation accuracy per image count, predict writes every turn's answer."""
+    config = _config(tmp_path, shapes, monitor='val/chat_acc')
+    data = yaml.safe_load(config.read_text())
+    data['model']['init_args']['decoder'] = {**SHAPES_DECODER, 'max_position_embeddings': 160}
+    data['data']['init_args'].update(
+        tasks=['captions', 'conversations'], val_tasks=['conversations'], mixture_weights={'captions': 1,
+                                                                                            'conversations': 3},
+        samples_per_epoch=12, train_conversations='annotations/conversations_train.json',
+        val_conversations='annotations/conversations_val.json')
+    data['trainer']['limit_val_batches'] = 1.0
+    config.write_text(yaml.safe_dump(data))
+    assert vlm_main(['fit', '--config', str(config)]) == 0
+    run = tmp_path / 'runs' / 'vl' / 'version_0'
+    header = (run / 'metrics.csv').read_text().splitlines()[0].split(',')
+    assert {'val/chat_acc', 'val/chat_acc/1_images', 'val/chat_acc/2_images'} <= set(header)
+    assert 'val/vqa_acc' not in header and 'val/CIDEr' not in header  # validation: conversations only
+    assert vlm_main(['predict', '--config', str(config), '--ckpt_path', str(run / 'checkpoints' / 'last.ckpt')]) == 0
+    turns = json.loads((run.parent / 'version_1' / 'predictions' / 'conversation_results.json').read_text())
+    dialogues = json.loads((shapes / 'annotations' / 'conversations_val.json').read_text())
+    assert len(turns) == sum(len(d['conversations']) // 2 for d in dialogues)  # 4 x 5 turns + 1 x 2 turns
+    assert {(t['id'], t['turn']) for t in turns} == {(d['id'], k) for d in dialogues
+                                                    for k in range(1, len(d['conversations']), 2)}

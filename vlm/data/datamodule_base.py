@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Union
 
 import lightning as L
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from vlm.errors import DataError
 from vlm.io.images import MAX_PIXELS_VARIABLE
@@ -103,16 +103,20 @@ class VlmDataModule(L.LightningDataModule):
         sampler = None
         if train:
             seed = int(os.environ.get('PL_GLOBAL_SEED', 0))  # `seed_everything` of the run (vlm fit: 0 by default)
-            dataset, sampler = Reseeded(dataset, seed), EpochShuffle(len(dataset), seed, self._trainer_epoch)
+            dataset, sampler = Reseeded(dataset, seed), self.train_sampler(dataset, seed)
         return DataLoader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
             sampler=sampler,
-            drop_last=train and len(dataset) > self.batch_size,
+            drop_last=train and len(sampler) > self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             collate_fn=self.collate_for(split),
         )
+
+    def train_sampler(self, dataset: Dataset, seed: int) -> Sampler:
+        """The training order: every sample once an epoch, shuffled by (seed, epoch)."""
+        return EpochShuffle(len(dataset), seed, self._trainer_epoch)
 
     def _trainer_epoch(self) -> Optional[int]:
         return self.trainer.current_epoch if self.trainer is not None else None

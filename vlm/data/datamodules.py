@@ -1,27 +1,22 @@
-"""LightningDataModules for ImageNet-style classification, COCO detection / instance segmentation,
-semantic segmentation (label-map folders or COCO), and image-text data (COCO captions, VQAv2). Every path is an argument, so a YAML config points at real
-data; the shapes configs point at the generated shapes dataset."""
+"""LightningDataModules for ImageNet-style classification, COCO detection / instance segmentation and semantic
+segmentation (label-map folders or COCO); image-text data is `vision_language.VisionLanguageDataModule`. Every path
+is an argument, so a YAML config points at real data; the shapes configs point at the generated shapes dataset."""
 from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
-
-from torch.utils.data import ConcatDataset
+from typing import Any, Dict, List, Optional, Tuple
 
 from vlm.errors import DataError
 from vlm.io.json_files import read_json
 
 from . import transforms as T
-from .captions import CocoCaptions
 from .coco_instances import CocoInstances
 from .coco_json import CategoryMap
-from .collate import collate_classification, collate_detection, collate_records, collate_segmentation
+from .collate import collate_classification, collate_detection, collate_segmentation
 from .datamodule_base import VlmDataModule
 from .image_folder import ClassificationFolder, ImageList
 from .segmentation import CocoSemantic, SegmentationFolder
-from .texts import dataset_texts
-from .vqa import VqaV2
 
 
 class ClassificationDataModule(VlmDataModule):
@@ -249,89 +244,4 @@ class SegmentationDataModule(VlmDataModule):
             self.datasets['val'] = self._dataset('val', T.segmentation_eval(self.stats))
         if stage in ('test', 'predict'):
             self.datasets[stage] = self._dataset(stage, T.segmentation_eval(self.stats))
-        self.report_load_skips()
-
-
-
-class VisionLanguageDataModule(VlmDataModule):
-    """Image-text data for captioning and VQA: COCO captions and/or VQAv2 (questions + annotations) over the
-    same images. The model's task hands the loaders its collators (`set_collate_fns`, a
-    `vlm.language.VisionLanguageCollator` per split: tokenisation and the loss mask run in the loader workers);
-    without them batches are `collate_records` dicts of per-sample lists ('image', 'captions' or 'question' /
-    'answers' / 'answer', ids).
-
-    tasks: which of 'captions' and 'vqa' to read (both: the two datasets are concatenated for training).
-    vqa_image_filename: e.g. 'COCO_train2014_{image_id:012d}.jpg' for the VQAv2 2014 images;
-    val_vqa_image_filename: the validation images' pattern when it differs ('COCO_val2014_{image_id:012d}.jpg').
-    group_by_image: training VQA records hold all the questions of one image (`VqaV2(group_by_image=True)`), as
-        caption records hold all its captions, so the model can encode the image once for several of its texts
-        (`VisionLanguageTask.texts_per_image`); validation keeps one record per question.
-    """
-
-    collate_fn = staticmethod(collate_records)
-
-    def __init__(
-            self,
-            root: str = 'data/coco',
-            tasks: Tuple[str, ...] = ('captions', 'vqa'),
-            train_images: str = 'train2017',
-            val_images: str = 'val2017',
-            train_captions: str = 'annotations/captions_train2017.json',
-            val_captions: str = 'annotations/captions_val2017.json',
-            train_questions: str = 'v2_OpenEnded_mscoco_train2014_questions.json',
-            val_questions: str = 'v2_OpenEnded_mscoco_val2014_questions.json',
-            train_answers: str = 'v2_mscoco_train2014_annotations.json',
-            val_answers: str = 'v2_mscoco_val2014_annotations.json',
-            vqa_image_filename: str = '{image_id:012d}.jpg',
-            val_vqa_image_filename: Optional[str] = None,
-            group_by_image: bool = False,
-            image_size: int = 224,
-            **kwargs: Any,
-    ) -> None:
-        super().__init__(root, **kwargs)
-        self.save_hyperparameters()
-        unknown = set(tasks) - {'captions', 'vqa'}
-        if unknown or not tasks:
-            raise ValueError(f"tasks must be a non-empty subset of ('captions', 'vqa'), got {tasks}")
-        self.tasks = tuple(tasks)
-        self.paths = {
-            'train': (train_images, train_captions, train_questions, train_answers),
-            'val': (val_images, val_captions, val_questions, val_answers),
-        }
-        self.vqa_image_filename = {'train': vqa_image_filename,
-                                   'val': val_vqa_image_filename or vqa_image_filename}
-        self.transform = T.vision_language(image_size, self.stats)
-        self.collate_fns: Dict[str, Callable] = {}
-
-    def set_collate_fns(self, train: Callable, evaluate: Callable) -> None:
-        """The collators of the training split and of the evaluation splits (val, test, predict)."""
-        self.collate_fns = {'train': train, 'val': evaluate, 'test': evaluate, 'predict': evaluate}
-
-    def collate_for(self, split: str) -> Callable:
-        return self.collate_fns.get(split, collate_records)
-
-    def _dataset(self, split: str):
-        images, captions, questions, answers = self.paths[split]
-        parts = []
-        if 'captions' in self.tasks:
-            parts.append(CocoCaptions(self.path(images), self.path(captions), self.transform, self.skip_bad_samples))
-        if 'vqa' in self.tasks:
-            parts.append(VqaV2(self.path(images), self.path(questions), self.path(answers), self.vqa_image_filename[split],
-                               self.transform, self.skip_bad_samples,
-                               group_by_image=self.hparams.group_by_image and split == 'train'))
-        return parts[0] if len(parts) == 1 else ConcatDataset(parts)
-
-    def training_texts(self) -> Iterator[str]:
-        """The training split's captions and questions with their answers, in prompt form, read from the
-        annotation files alone (no image is opened): what a tokenizer is trained on, at any stage."""
-        self.ensure_data()
-        return dataset_texts(self.datasets.get('train') or self._dataset('train'))
-
-    def setup(self, stage: str) -> None:
-        self.ensure_data()
-        if stage == 'fit':
-            self.datasets['train'] = self._dataset('train')
-        if stage in ('fit', 'validate', 'test', 'predict'):
-            dataset = self._dataset('val')
-            self.datasets['val'] = self.datasets['test'] = self.datasets['predict'] = dataset
         self.report_load_skips()

@@ -1,4 +1,4 @@
-"""Caption scores and VQA accuracy as torchmetrics `Metric`s: generated texts in (with their ids and references),
+"""Caption scores, VQA accuracy and conversation-turn accuracy as torchmetrics `Metric`s: generated texts in (with their ids and references),
 the same numbers as `evaluate_captions` / `vqa_accuracy` out, every process's predictions gathered by torchmetrics
 (each id counted once)."""
 from __future__ import annotations
@@ -7,7 +7,7 @@ from typing import Any, Dict, Sequence
 
 from .caption_scores import evaluate_captions
 from .gathered_metric import GatheredRecordsMetric
-from .vqa_accuracy import vqa_accuracy
+from .vqa_accuracy import normalize_answer, vqa_accuracy
 
 CAPTION_SCORES = ('BLEU4', 'CIDEr', 'ROUGE_L')
 
@@ -49,3 +49,26 @@ class VqaAccuracy(GatheredRecordsMetric):
         return vqa_accuracy({key: humans for key, _, humans, _ in records.values()},
                             {key: answer for key, answer, _, _ in records.values()},
                             {key: kind for key, _, _, kind in records.values() if kind})
+
+
+class ConversationAccuracy(GatheredRecordsMetric):
+    """update(keys, answers, references, image_counts) -> compute(): {'chat_acc': the fraction of assistant turns
+    answered exactly as the reference after VQA normalisation (case, punctuation, articles, number words), and
+    'chat_acc/<n>_images': the same over the turns of dialogues with n images}. keys: (record id, turn) pairs."""
+
+    def update(self, keys: Sequence[Any], answers: Sequence[str], references: Sequence[str],
+               image_counts: Sequence[int]) -> None:
+        for key, answer, reference, images in zip(keys, answers, references, image_counts):
+            self.records.append((tuple(key), answer, reference, int(images)))
+
+    def compute(self) -> Dict[str, float]:
+        records = list(self.unique_records().values())
+        if not records:
+            return {}
+        correct = [(normalize_answer(answer) == normalize_answer(reference), images)
+                   for _, answer, reference, images in records]
+        scores = {'chat_acc': sum(hit for hit, _ in correct) / len(correct)}
+        for count in sorted({images for _, images in correct}):
+            hits = [hit for hit, images in correct if images == count]
+            scores[f'chat_acc/{count}_images'] = sum(hits) / len(hits)
+        return scores

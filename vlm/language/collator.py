@@ -24,14 +24,14 @@ Sample = Tuple[List[Message], List[Any]]  # (conversation, its images)
 class VisionLanguageCollator:
     """A list of records -> {'inputs': model inputs with labels, 'records': count, 'skipped': counts by reason}, and
     for evaluation also 'generation_inputs' (left-padded prompts) and 'targets' (what each prompt is scored
-    against: 'captions' / 'answers' / 'answer_type' with their ids).
+    against: 'captions' / 'answers' / 'answer_type' with their ids, or a conversation turn's 'reference').
 
     training: learn `texts_per_image` of a record's captions or grouped questions (0: all), drawn at random, each
         image encoded once for all of them. packing: 'sequences' (one sequence per text) or 'turns' (all the
         chosen questions of an image as one multi-turn conversation: the image and the template's wrapping once,
         about 2.5x fewer tokens for five questions). Captions stay one sequence each: packed, a later caption of
         an image could copy the earlier ones instead of looking at it. Evaluation uses each record's first
-        caption / question, or the conversation up to its last answer.
+        caption / question, and every assistant turn of a conversation (`prompts`).
     """
 
     def __init__(self, processor: VisionLanguageProcessor, training: bool, texts_per_image: int = 1,
@@ -64,30 +64,23 @@ class VisionLanguageCollator:
         return [(vqa_conversation([qa['question']], [qa['answer']]), [image]) for qa in chosen]
 
     @staticmethod
-    def prompt(record: Dict[str, Any]) -> Sample:
-        """What the model is asked about a record at evaluation: caption it, answer its (first) question, or
-        continue its conversation up to the last answer."""
+    def prompts(record: Dict[str, Any]) -> List[Tuple[Sample, Dict[str, Any]]]:
+        """What the model is asked about a record at evaluation, with what each answer is scored against: caption
+        it, answer its (first) question, or, for a conversation, answer each assistant turn given the turns before
+        it (the references' history, as a multi-turn benchmark scores each turn)."""
         if 'conversations' in record:
             messages = list(record['conversations'])
-            while messages and messages[-1]['role'] == 'assistant':
-                messages.pop()
-            return messages, list(record['images'])
+            return [((messages[:turn], list(record['images'])),
+                     {'id': record.get('id'), 'turn': turn, 'reference': message['content'],
+                      'images': len(record['images'])})
+                    for turn, message in enumerate(messages) if message['role'] == 'assistant']
         if record.get('captions') is not None:
-            return caption_conversation(), [record['image']]
+            return [((caption_conversation(), [record['image']]),
+                     {'image_id': int(record['image_id']), 'captions': list(record['captions'])})]
         first = record['qa'][0] if record.get('qa') is not None else record
-        return vqa_conversation([first['question']]), [record['image']]
-
-    @staticmethod
-    def target(record: Dict[str, Any]) -> Dict[str, Any]:
-        """What an evaluation prompt is scored against."""
-        if 'conversations' in record:
-            answer = next(m['content'] for m in reversed(record['conversations']) if m['role'] == 'assistant')
-            return {'id': record.get('id'), 'reference': answer}
-        if record.get('captions') is not None:
-            return {'image_id': int(record['image_id']), 'captions': list(record['captions'])}
-        first = record['qa'][0] if record.get('qa') is not None else record
-        return {'question_id': int(first['question_id']), 'answers': list(first['answers']),
-                'answer_type': first.get('answer_type', '')}
+        return [((vqa_conversation([first['question']]), [record['image']]),
+                 {'question_id': int(first['question_id']), 'answers': list(first['answers']),
+                  'answer_type': first.get('answer_type', '')})]
 
     # -- batches -----------------------------------------------------------------------------------------------
     def __call__(self, records: Sequence[Any]) -> Dict[str, Any]:
@@ -101,11 +94,11 @@ class VisionLanguageCollator:
         batch['inputs'] = dict(self.processor.batch_conversations(
             conversations, images, padding_side='right', truncation=self.truncation, share_images=True))
         if not self.training:
-            prompts = [self.prompt(record) for record in usable]
+            prompts, targets = zip(*[prompt for record in usable for prompt in self.prompts(record)])
             messages, prompt_images = zip(*prompts)
             batch['generation_inputs'] = dict(self.processor.batch_conversations(
                 messages, prompt_images, add_generation_prompt=True, padding_side='left'))
-            batch['targets'] = [self.target(record) for record in usable]
+            batch['targets'] = list(targets)
         return batch
 
     def _evaluation_sample(self, record: Dict[str, Any]) -> Sample:

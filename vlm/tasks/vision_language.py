@@ -1,5 +1,6 @@
-"""Training the vision-language model for captioning and VQA (separately or mixed), with generation-based
-validation: BLEU-4 / CIDEr / ROUGE-L for captions, VQAv2 accuracy for answers."""
+"""Training the vision-language model for captioning, VQA and conversations (separately or mixed), with
+generation-based validation: BLEU-4 / CIDEr / ROUGE-L for captions, VQAv2 accuracy for answers, exact-match accuracy
+of every assistant turn of a conversation."""
 from __future__ import annotations
 
 import json
@@ -9,7 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 from lightning.pytorch.callbacks import BaseFinetuning
 
-from vlm.evaluation.text_metrics import CaptionScores, VqaAccuracy
+from vlm.evaluation.text_metrics import CaptionScores, ConversationAccuracy, VqaAccuracy
 from vlm.io.checkpoints import read_checkpoint
 from vlm.language.build import build_vision_language_model
 from vlm.language.checkpoint import (
@@ -30,7 +31,8 @@ PARTS = ('encoder', 'projector', 'decoder')
 
 
 class VisionLanguageTask(VlmTask):
-    """Encoder -> projector -> Llama decoder, trained on caption and/or VQA records (`VisionLanguageDataModule`),
+    """Encoder -> projector -> Llama decoder, trained on caption, VQA and / or conversation records
+    (`VisionLanguageDataModule`),
     batched by `VisionLanguageCollator`s that the task hands the datamodule (tokenisation and the loss mask run in
     the DataLoader workers; the steps only compute).
 
@@ -58,7 +60,8 @@ class VisionLanguageTask(VlmTask):
     activation_checkpointing: recompute encoder and decoder blocks in the backward pass (less memory, ~30% slower).
     Under `ModelParallelStrategy` (FSDP2) every encoder block, decoder layer and the whole model are sharded with
     `fully_shard` over the data-parallel mesh in `configure_model`.
-    monitor: the checkpointed metric, 'val/CIDEr', 'val/vqa_acc' or 'val/loss'.
+    monitor: the checkpointed metric, 'val/CIDEr', 'val/vqa_acc', 'val/chat_acc' (conversation turns) or
+        'val/loss'.
     max_new_tokens / num_beams: generation at validation, test and predict.
     """
 
@@ -110,6 +113,7 @@ class VisionLanguageTask(VlmTask):
         self.tokenizer_files: Dict[str, str] = {}
         self.caption_scores = CaptionScores()
         self.vqa_accuracy = VqaAccuracy()
+        self.conversation_accuracy = ConversationAccuracy()
 
     # -- building ------------------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -279,6 +283,9 @@ class VisionLanguageTask(VlmTask):
             elif 'answers' in target:
                 self.vqa_accuracy.update([target['question_id']], [text], [target['answers']],
                                          [target['answer_type']])
+            elif 'reference' in target:
+                self.conversation_accuracy.update([(target['id'], target['turn'])], [text], [target['reference']],
+                                                  [target['images']])
 
     def validation_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
         self._evaluation_step(batch, 'val')
@@ -293,13 +300,13 @@ class VisionLanguageTask(VlmTask):
         self._log_scores('test')
 
     def _log_scores(self, split: str) -> None:
-        """Caption scores and VQA accuracy of the epoch (torchmetrics gathers every rank's predictions, so every
+        """Caption scores, VQA accuracy and conversation-turn accuracy of the epoch (torchmetrics gathers every rank's predictions, so every
         rank logs the same values and the checkpoint callbacks agree)."""
-        scores = {key: value for metric in (self.caption_scores, self.vqa_accuracy) if metric.update_called
-                  for key, value in metric.compute().items()}
+        metrics = (self.caption_scores, self.vqa_accuracy, self.conversation_accuracy)
+        scores = {key: value for metric in metrics if metric.update_called for key, value in metric.compute().items()}
         example = self.caption_scores.examples(1)
-        self.caption_scores.reset()
-        self.vqa_accuracy.reset()
+        for metric in metrics:
+            metric.reset()
         if self.trainer.sanity_checking or not scores:
             return
         self.log_dict({f'{split}/{key}': float(value) for key, value in scores.items()}, sync_dist=True)
@@ -315,12 +322,16 @@ class VisionLanguageTask(VlmTask):
         texts = self.generate(batch['generation_inputs'])
         return [{'image_id': target['image_id'], 'caption': text} if 'captions' in target
                 else {'question_id': target['question_id'], 'answer': text} if 'answers' in target
-                else {'id': target['id'], 'answer': text} for text, target in zip(texts, batch['targets'])]
+                else {'id': target['id'], 'turn': target['turn'], 'answer': text}
+                for text, target in zip(texts, batch['targets'])]
 
     def write_predictions(self, items: List[Dict[str, Any]], output_dir: Path) -> Path:
-        """COCO caption results (`captions_results.json`) and VQAv2 results (`vqa_results.json`)."""
-        for name, key in (('captions_results.json', 'caption'), ('vqa_results.json', 'answer')):
-            records = [item for item in items if key in item]
+        """COCO caption results (`captions_results.json`), VQAv2 results (`vqa_results.json`) and conversation
+        turns (`conversation_results.json`: id, turn, answer)."""
+        kinds = (('captions_results.json', 'caption', 'image_id'), ('vqa_results.json', 'answer', 'question_id'),
+                 ('conversation_results.json', 'answer', 'turn'))
+        for name, key, kind in kinds:
+            records = [item for item in items if key in item and kind in item]
             if records:
                 (output_dir / name).write_text(json.dumps(records))
                 print(f'wrote {len(records)} {key}s to {output_dir / name}')

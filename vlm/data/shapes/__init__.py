@@ -10,6 +10,8 @@ Layout under the root (`shapes_paths(root, split)` gives a split's paths; SPLIT_
     annotations/captions_{split}.json                    COCO captions (5 per image, at least 4)
     annotations/v2_OpenEnded_shapes_{split}_questions.json   VQAv2 questions (5 per image)
     annotations/v2_shapes_{split}_annotations.json            VQAv2 annotations (10 identical answers)
+    annotations/conversations_{split}.json               LLaVA conversations: each image's questions as one dialogue,
+                                                         and two-image comparisons (`shapes.conversations`)
     classification/{split}/<class>/<class>_000001.png    ImageFolder tree, classes = CLASSIFICATION_CLASSES
 
 Image ids: train 1.., val 1000001.. (IMAGE_ID_OFFSETS); VQA question_id = image_id * 100 + k, k = 1..5.

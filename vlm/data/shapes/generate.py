@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import multiprocessing
 import zlib
+from collections import Counter
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Union
@@ -15,6 +16,7 @@ import numpy as np
 
 from .captions import make_captions
 from .constants import CLASSIFICATION_CLASSES, COLOURS, SEGMENTATION_CLASSES
+from .conversations import shapes_conversations
 from .draw import label_map, render
 from .formats import (
     coco_captions,
@@ -84,6 +86,7 @@ def _instance_image(settings: _Settings, split: str, index: int) -> Dict[str, An
         'annotations': [instance_annotation(scene.visible_mask(k), shape) for k, shape in enumerate(scene.objects)],
         'captions': make_captions(rngs.text, seen, settings.image_size),
         'questions': make_questions(rngs.text, seen, settings.image_size),
+        'counts': dict(Counter(obj.category for obj in seen)),
     }
 
 
@@ -127,8 +130,9 @@ def _map(function: Callable[[_Job], Any], jobs: Sequence[_Job], workers: int,
     return results
 
 
-def _write_split(root: Path, split: str, records: Sequence[Dict[str, Any]]) -> Dict[str, int]:
-    """Write the instances, captions and VQA files of a split from its image records; return their counts."""
+def _write_split(root: Path, seed: int, split: str, records: Sequence[Dict[str, Any]]) -> Dict[str, int]:
+    """Write the instances, captions, VQA and conversation files of a split from its image records; return their
+    counts."""
     images, instances, captions, questions = [], [], [], []
     for record in records:
         image = record['image']
@@ -143,8 +147,11 @@ def _write_split(root: Path, split: str, records: Sequence[Dict[str, Any]]) -> D
     write_json(paths['captions'], coco_captions(images, captions))
     write_json(paths['vqa_questions'], vqa_questions(split, questions))
     write_json(paths['vqa_annotations'], vqa_annotations(split, questions))
+    dialogues = shapes_conversations(records, image_rngs(seed, f'conversations/{split}', 0).text)
+    write_json(paths['conversations'], dialogues)
     return {'images': len(images), 'annotations': len(instances), 'captions': len(captions),
-            'questions': len(questions), 'empty_images': sum(not r['annotations'] for r in records)}
+            'questions': len(questions), 'conversations': len(dialogues),
+            'empty_images': sum(not r['annotations'] for r in records)}
 
 
 def _check_sizes(sizes: Dict[str, int]) -> None:
@@ -196,7 +203,7 @@ def generate_shapes(
                  for i in range(per_class[split])]
         settings = _Settings(root, seed, image_size, classification_image_size)
         results = _map(partial(_run_job, settings=settings), jobs, workers, progress)
-        counts = {split: _write_split(root, split, [r for job, r in zip(jobs, results)
+        counts = {split: _write_split(root, seed, split, [r for job, r in zip(jobs, results)
                                                     if job.category is None and job.split == split])
                   for split in SPLITS}
         write_json(root / META_FILE, {

@@ -14,6 +14,7 @@ SPLIT_FILES: Dict[str, str] = {
     'captions': 'annotations/captions_{split}.json',
     'vqa_questions': 'annotations/v2_OpenEnded_shapes_{split}_questions.json',
     'vqa_annotations': 'annotations/v2_shapes_{split}_annotations.json',
+    'conversations': 'annotations/conversations_{split}.json',
     'segmentation': 'segmentation/{split}',
     'classification': 'classification/{split}',
 }
