@@ -1,4 +1,5 @@
-"""`vlm caption` and `vlm ask`: a vision-language model directory (`vlm export`) from the command line."""
+"""`vlm caption` and `vlm ask`: a vision-language model directory (`vlm export`) from the command line; with
+`--stream`, each answer is printed token by token as it is generated."""
 from __future__ import annotations
 
 import argparse
@@ -7,10 +8,11 @@ import sys
 from typing import Any, Dict, List, Optional
 
 
-def _generation_arguments(parser: argparse.ArgumentParser) -> None:
+def add_generation_arguments(parser: argparse.ArgumentParser, max_new_tokens: int = 32) -> None:
+    """--model, images and transformers' generation options, shared by caption, ask and chat."""
     parser.add_argument('--model', required=True, help='a model directory written by `vlm export`')
     parser.add_argument('images', nargs='*', help='image files (any size); a bad one is reported, the rest answered')
-    parser.add_argument('--max-new-tokens', type=int, default=32)
+    parser.add_argument('--max-new-tokens', type=int, default=max_new_tokens)
     parser.add_argument('--num-beams', type=int, default=1)
     parser.add_argument('--sample', action='store_true', help='sample instead of greedy decoding')
     parser.add_argument('--temperature', type=float, default=1.0)
@@ -20,10 +22,14 @@ def _generation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--batch-size', type=int, default=8)
     parser.add_argument('--image-size', type=int, default=None, help='run at another resolution than trained')
     parser.add_argument('--device', default='cpu')
+
+
+def _output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--json', action='store_true', help='one JSON object per line instead of "path<TAB>text"')
+    parser.add_argument('--stream', action='store_true', help='print each answer token by token as it is generated')
 
 
-def _generation_options(args: argparse.Namespace) -> Dict[str, Any]:
+def generation_options(args: argparse.Namespace) -> Dict[str, Any]:
     options: Dict[str, Any] = {'max_new_tokens': args.max_new_tokens, 'num_beams': args.num_beams,
                                'do_sample': args.sample}
     if args.sample:
@@ -34,7 +40,7 @@ def _generation_options(args: argparse.Namespace) -> Dict[str, Any]:
     return options
 
 
-def _predictor(args: argparse.Namespace):
+def load_predictor(args: argparse.Namespace):
     from vlm.language.inference import VisionLanguagePredictor
 
     return VisionLanguagePredictor.from_pretrained(args.model, device=args.device, batch_size=args.batch_size,
@@ -54,27 +60,67 @@ def _print_answers(answers, as_json: bool, command: str) -> int:
     return 1 if failed else 0
 
 
+def _stream_answers(predictor, paths: List[Optional[str]], conversation, options: Dict[str, Any]) -> int:
+    """Each image's answer to `conversation`, streamed: 'path<TAB>' then the text as it comes (no image: the
+    text alone). An unreadable image is reported and the others answered."""
+    from vlm.errors import DataError
+
+    failed = 0
+    for path in paths:
+        try:
+            images = [predictor.processor.pixel_values([path])[0]] if path is not None else []  # (3, S, S)
+        except DataError as error:
+            failed += 1
+            print(f'vlm: error: {error}', file=sys.stderr, flush=True)
+            continue
+        print(f'{path}\t' if path is not None else '', end='', flush=True)
+        for piece in predictor.stream(conversation, images, **options):
+            print(piece, end='', flush=True)
+        print(flush=True)
+    return 1 if failed else 0
+
+
 def caption(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog='vlm caption', description='Caption images with a vlm model directory.')
-    _generation_arguments(parser)
+    add_generation_arguments(parser)
+    _output_arguments(parser)
     args = parser.parse_args(argv)
     if not args.images:
         parser.error('give at least one image')
-    predictor = _predictor(args)
-    return _print_answers(predictor.caption_files(args.images, **_generation_options(args)), args.json, 'caption')
+    if args.stream and args.json:
+        parser.error('--stream prints text as it comes; it does not go with --json')
+    if args.stream and args.num_beams > 1:
+        parser.error('--stream cannot follow beam search; use --num-beams 1')
+    predictor = load_predictor(args)
+    if args.stream:
+        from vlm.language.prompts import caption_conversation
+
+        return _stream_answers(predictor, args.images, caption_conversation(), generation_options(args))
+    return _print_answers(predictor.caption_files(args.images, **generation_options(args)), args.json, 'caption')
 
 
 def ask(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog='vlm ask', description='Answer a question about each image; without images, a text-only question.')
-    _generation_arguments(parser)
+    add_generation_arguments(parser)
+    _output_arguments(parser)
     parser.add_argument('--question', required=True)
     args = parser.parse_args(argv)
     from vlm.language.prompts import vqa_prompt
 
     vqa_prompt(args.question)  # an empty question is refused before the model loads
-    predictor = _predictor(args)
-    options = _generation_options(args)
+    if args.stream and args.json:
+        parser.error('--stream prints text as it comes; it does not go with --json')
+    if args.stream and args.num_beams > 1:
+        parser.error('--stream cannot follow beam search; use --num-beams 1')
+    predictor = load_predictor(args)
+    options = generation_options(args)
+    if args.stream:
+        from vlm.language.prompts import text_conversation, vqa_conversation
+
+        if not args.images:
+            return _stream_answers(predictor, [None], text_conversation(args.question), options)
+        return _stream_answers(predictor, args.images, vqa_conversation([args.question]), options)
     if not args.images:
         print(predictor.complete([args.question], **options)[0])
         return 0
