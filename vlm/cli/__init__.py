@@ -27,6 +27,8 @@ SUBCOMMANDS: Dict[str, Tuple[str, str, str]] = {
                      '--predictions RESULTS.json`'),
     'caption': ('vlm.cli.generate', 'caption', 'caption images: `vlm caption --model DIR IMAGE [IMAGE ...]`'),
     'ask': ('vlm.cli.generate', 'ask', 'answer a question: `vlm ask --model DIR --question "..." IMAGE [...]`'),
+    'chat': ('vlm.cli.chat', 'main', 'a multi-turn dialogue, streamed: `vlm chat --model DIR [IMAGE ...]`'),
+    'demo': ('vlm.cli.demo', 'main', 'a local web page: `vlm demo --model DIR [--detector CKPT] [--segmenter CKPT]`'),
     'export': ('vlm.cli.export', 'main', 'checkpoint -> Hugging Face directory: `vlm export --ckpt C --out DIR`'),
     'convert': ('vlm.cli.convert', 'main',
                 'a pre-LN ViT -> the RoPE/RMSNorm encoder, exactly: `vlm convert local-dir:weights/dinov2-small '
