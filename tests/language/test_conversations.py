@@ -85,20 +85,39 @@ def test_conversation_accuracy_normalises_and_splits_by_image_count():
     assert metric.compute() == {'chat_acc': 2 / 3, 'chat_acc/1_images': 0.5, 'chat_acc/2_images': 1.0}
 
 
-def test_a_streamed_chat_answers_as_batch_generation_and_keeps_the_dialogue(tiny):
-    model, processor = tiny
-    predictor = VisionLanguagePredictor(model, processor)
+@pytest.fixture(scope='module')
+def taught():
+    """A tiny model taught one two-turn dialogue about an image (150 steps): its answers have several words."""
+    model, processor = tiny_model()
     image = random_images(1, seed=5)[0]
-    session = ChatSession(predictor, max_new_tokens=8)
+    dialogue = [{'role': 'user', 'content': '<image>\nwhat color is the circle?'},
+                {'role': 'assistant', 'content': 'a red circle on the left'},
+                {'role': 'user', 'content': 'how many stars are there?'}, {'role': 'assistant', 'content': 'two'}]
+    batch = processor.batch_conversations([dialogue], [[image]], padding_side='right')
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(150):
+        loss = model(**batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval(), processor, image
+
+
+def test_a_streamed_chat_answers_as_batch_generation_and_keeps_the_dialogue(taught):
+    model, processor, image = taught
+    predictor = VisionLanguagePredictor(model, processor)
+    session = ChatSession(predictor, max_new_tokens=16)
     session.add_image(image)
     pieces = list(session.send('what color is the circle?'))
     expected = predictor.reply([[{'role': 'user', 'content': '<image>\nwhat color is the circle?'}]], [[image]],
-                               max_new_tokens=8)[0]
-    assert len(pieces) > 1 and ''.join(pieces).strip() == expected
+                               max_new_tokens=16)[0]
+    assert expected == 'a red circle on the left'
+    assert len(pieces) >= 3 and ''.join(pieces) == expected  # streamed word by word
     second = session.send_and_wait('how many stars are there?')
     history = [{'role': 'user', 'content': '<image>\nwhat color is the circle?'},
                {'role': 'assistant', 'content': expected}, {'role': 'user', 'content': 'how many stars are there?'}]
-    assert second == predictor.reply([history], [[image]], max_new_tokens=8)[0]
+    assert second == predictor.reply([history], [[image]], max_new_tokens=16)[0] == 'two'
     assert [m['role'] for m in session.messages] == ['user', 'assistant'] * 2 and len(session.images) == 1
     session.reset()
     assert session.messages == [] and session.images == [] and session.pending == []

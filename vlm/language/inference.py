@@ -132,7 +132,13 @@ class VisionLanguagePredictor:
 
         thread = Thread(target=run, daemon=True)
         thread.start()
-        yield from streamer
+        started = False
+        for piece in streamer:
+            if not started:  # the answer without the blank the template writes before it, as `decode` strips
+                piece = piece.lstrip()
+                started = bool(piece)
+            if piece:
+                yield piece
         thread.join()
         if errors:
             raise errors[0]
