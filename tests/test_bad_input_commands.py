@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from tests.data import fixtures
-from tests.language.tiny import tiny_model
+from tests.language.tiny import export_tiny_model
 from tests.tasks.test_cli_classification import _config as classification_config
 from vlm.cli import main as vlm_main
 from vlm.data import DataError
@@ -39,11 +39,7 @@ def imagenet(tmp_path):
 @pytest.fixture(scope='module')
 def model_dir(tmp_path_factory) -> Path:
     """A tiny exported vision-language model folder (what `vlm export` writes)."""
-    out = tmp_path_factory.mktemp('model')
-    model, processor = tiny_model()
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
+    return export_tiny_model(tmp_path_factory.mktemp('model'))
 
 
 def _workers(config: Path, **data_args) -> Path:

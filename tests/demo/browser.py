@@ -2,8 +2,8 @@
 its caption and drawn detections, ask a question, wait for the answer, save a screenshot.
 
 The README's screenshot is made with it, against the measured shapes models:
-    python -m tests.demo.browser --model models/shapes_conversations --detector CKPT --image IMAGE \
-        --question "what shape is the red object?" --screenshot docs/demo.png
+    python -m tests.demo.browser --model models/shapes_conversations --detector CKPT --score-threshold 0.5 \
+        --image IMAGE --question "how many circles are there?" --screenshot docs/demo.png
 """
 from __future__ import annotations
 
@@ -107,6 +107,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--model', required=True)
     parser.add_argument('--detector')
     parser.add_argument('--segmenter')
+    parser.add_argument('--score-threshold')
     parser.add_argument('--image', required=True, type=Path)
     parser.add_argument('--question', required=True)
     parser.add_argument('--screenshot', required=True, type=Path)
@@ -114,6 +115,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     arguments = ['--model', args.model]
     arguments += ['--detector', args.detector] if args.detector else []
     arguments += ['--segmenter', args.segmenter] if args.segmenter else []
+    arguments += ['--score-threshold', args.score_threshold] if args.score_threshold else []
     with running_demo(arguments) as url:
         for key, value in drive(url, args.image, args.question, args.screenshot).items():
             print(f'{key}: {value}')

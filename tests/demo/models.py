@@ -3,7 +3,7 @@ from pathlib import Path
 
 import torch
 
-from tests.language.tiny import tiny_model
+from tests.language.tiny import export_tiny_model
 from vlm.tasks import ObjectDetector, SemanticSegmenter
 
 ENCODER = dict(encoder='vlm_vit_tiny_patch16_rope_rms',
@@ -19,9 +19,7 @@ def _save(task, path: Path) -> Path:
 def demo_models(folder: Path) -> dict:
     """{'model': VLM folder, 'detector': checkpoint, 'segmenter': checkpoint} under `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
-    model, processor = tiny_model()
-    model.save_pretrained(folder / 'vlm')
-    processor.save_pretrained(folder / 'vlm')
+    export_tiny_model(folder / 'vlm')
     torch.manual_seed(0)
     # every detection kept (score_thresh 0): random weights still draw boxes
     detector = ObjectDetector(num_classes=4, class_names=CLASSES, detector='fcos', pyramid_channels=64, min_size=64,

@@ -32,12 +32,13 @@ def picture(tmp_path):
 
 def test_an_upload_is_captioned_detected_segmented_and_can_be_chatted_about(app, picture):
     result, session = app.upload(str(picture), None)
-    assert result.status == 'shape.png: 64 x 48 px' and result.image.shape == (48, 64, 3)
+    assert result.status == 'shape.png: 64 x 48 px' and result.image.shape == (6 * 48, 6 * 64, 3)  # shown 6x
+    assert np.array_equal(result.image[::6, ::6], np.asarray(Image.open(picture)))
     assert result.caption == app.predictor.caption([str(picture)], max_new_tokens=32)[0]
-    assert result.detections.shape == (48, 64, 3) and not np.array_equal(result.detections, result.image)
+    assert result.detections.shape == result.image.shape and not np.array_equal(result.detections, result.image)
     listed = result.detection_list.split('; ')[0].removeprefix('detections: ').split(' and ')[0].split(', ')
     assert 0 < len(listed) <= 10 and all(item.split()[0] in CLASSES[1:] for item in listed)
-    assert result.segmentation.shape == (48, 64, 3) and 'label map:' in result.detection_list
+    assert result.segmentation.shape == result.image.shape and 'label map:' in result.detection_list
     updates = list(app.chat('what color is the square?', [], session))
     history, status, session = updates[-1]
     expected = app.predictor.reply([[{'role': 'user', 'content': '<image>\nwhat color is the square?'}]],

@@ -16,7 +16,7 @@ from PIL import Image
 from vlm.cli import main as vlm_main
 from vlm.language.inference import VisionLanguagePredictor
 
-from .tiny import tiny_model
+from .tiny import export_tiny_model
 
 REPO = Path(__file__).resolve().parents[2]
 VLM = [sys.executable, '-m', 'vlm.cli']
@@ -25,11 +25,7 @@ ANSI = re.compile(r'\x1b\[[0-9;?]*[A-Za-z]')
 
 @pytest.fixture(scope='module')
 def model_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp('chat_model')
-    model, processor = tiny_model()
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
+    return export_tiny_model(tmp_path_factory.mktemp('chat_model'))
 
 
 @pytest.fixture(scope='module')

@@ -1,6 +1,7 @@
 """Tiny vision-language models and tokenizers for the tests (seconds on a CPU)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 import torch
@@ -38,3 +39,11 @@ def random_images(count: int, size: int = 32, seed: int = 0) -> List[torch.Tenso
     """(3, size, size) uint8 images."""
     generator = torch.Generator().manual_seed(seed)
     return [torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=generator) for _ in range(count)]
+
+
+def export_tiny_model(out: Path) -> Path:
+    """A tiny model folder, as `vlm export` writes it (config, safetensors weights, tokenizer, processor config)."""
+    model, processor = tiny_model()
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out

@@ -20,8 +20,9 @@ from vlm.io.images import load_image_tensor
 from vlm.language.chat_session import ChatSession
 from vlm.language.inference import VisionLanguagePredictor
 
-from .vision import DemoDetector, DemoSegmenter
+from .vision import DemoDetector, DemoSegmenter, enlarged
 
+DISPLAY_SIZE = 384  # a smaller image is drawn enlarged to about this many pixels (whole multiples)
 MAX_LISTED = 10  # detections named under the image (all are drawn)
 History = List[Dict[str, str]]  # Gradio's chat messages: {'role': 'user' | 'assistant', 'content': str}
 
@@ -72,19 +73,20 @@ class DemoApp:
             image = load_image_tensor(path, self.max_image_pixels).as_subclass(torch.Tensor)  # (3, H, W) uint8
         except DataError as error:
             return UploadResult(f'**Cannot use {name}**: {error.reason or error}'), session
-        result = UploadResult(f'{name}: {image.shape[2]} x {image.shape[1]} px', image=_picture(image))
+        scale = max(1, DISPLAY_SIZE // max(image.shape[1:]))
+        result = UploadResult(f'{name}: {image.shape[2]} x {image.shape[1]} px', image=_picture(enlarged(image, scale)))
         if self.predictor is not None:
             result.caption = self.predictor.caption([image])[0]
             session.reset()
             session.add_image(image)
         if self.detector is not None:
-            drawn, detections = self.detector(image)
+            drawn, detections = self.detector(image, scale)
             result.detections = _picture(drawn)
             shown = [f'{d.label} {d.score:.2f}' for d in detections[:MAX_LISTED]]
             more = f' and {len(detections) - MAX_LISTED} more' if len(detections) > MAX_LISTED else ''
             result.detection_list = ('detections: ' + ', '.join(shown) + more) if shown else 'no detection'
         if self.segmenter is not None:
-            overlay, found = self.segmenter(image)
+            overlay, found = self.segmenter(image, scale)
             result.segmentation = _picture(overlay)
             result.detection_list += ('; ' if result.detection_list else '') + 'label map: ' + (
                 ', '.join(found) or 'background only')

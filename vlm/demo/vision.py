@@ -25,6 +25,11 @@ def _load(kind: type, path: Union[str, Path], what: str):
         raise DataError(path, f'not a {what} checkpoint of `vlm fit` ({type(error).__name__}: {first[:200]})') from None
 
 
+def enlarged(tensor: torch.Tensor, scale: int) -> torch.Tensor:
+    """(..., H, W) -> (..., sH, sW), each pixel repeated s x s times (nearest neighbour)."""
+    return tensor if scale == 1 else tensor.repeat_interleave(scale, -2).repeat_interleave(scale, -1)
+
+
 @dataclass
 class Detection:
     label: str
@@ -43,16 +48,17 @@ class DemoDetector:
         self.class_names: List[str] = list(names) if names else [str(k) for k in range(self.task.hparams.num_classes)]
 
     @torch.inference_mode()
-    def __call__(self, image: torch.Tensor) -> Tuple[torch.Tensor, List[Detection]]:
-        """image (3, H, W) uint8 -> ((3, H, W) uint8 drawn, detections by decreasing score)."""
+    def __call__(self, image: torch.Tensor, scale: int = 1) -> Tuple[torch.Tensor, List[Detection]]:
+        """image (3, H, W) uint8 -> ((3, sH, sW) uint8 drawn, detections by decreasing score, in image pixels);
+        scale s: draw on the image enlarged s times (a small image's captions stay readable)."""
         output = self.task.detections([image.float() / 255.0])[0]
         keep = output['scores'] >= self.score_threshold
         boxes, scores, labels = output['boxes'][keep], output['scores'][keep], output['labels'][keep]
         detections = [Detection(self.class_names[int(label)], float(score), tuple(float(v) for v in box))
                       for box, score, label in zip(boxes, scores, labels)]
         captions = [f'{d.label} {d.score:.2f}' for d in detections]
-        masks = output['masks'][keep] if 'masks' in output else None
-        drawn = draw_detections(image, boxes, labels.tolist(), captions, masks)
+        masks = enlarged(output['masks'][keep], scale) if 'masks' in output else None  # (N, sH, sW) bool
+        drawn = draw_detections(enlarged(image, scale), boxes * scale, labels.tolist(), captions, masks)
         return drawn, detections
 
 
@@ -67,10 +73,10 @@ class DemoSegmenter:
         self.blank = [k for k, name in enumerate(self.task.class_names) if name.lower() == 'background']
 
     @torch.inference_mode()
-    def __call__(self, image: torch.Tensor) -> Tuple[torch.Tensor, List[str]]:
-        """image (3, H, W) uint8 -> ((3, H, W) uint8 overlay, the names of the classes found)."""
+    def __call__(self, image: torch.Tensor, scale: int = 1) -> Tuple[torch.Tensor, List[str]]:
+        """image (3, H, W) uint8 -> ((3, sH, sW) uint8 overlay, the names of the classes found)."""
         normalised = (image.float() / 255.0 - self.mean) / self.std  # (3, H, W)
         labels = self.task.infer(normalised[None]).argmax(1)[0]  # (H, W)
-        overlay = draw_label_map(image, labels, self.task.num_classes, self.blank)
+        overlay = draw_label_map(enlarged(image, scale), enlarged(labels, scale), self.task.num_classes, self.blank)
         found = [self.task.class_names[int(k)] for k in labels.unique() if int(k) not in self.blank]
         return overlay, found
