@@ -81,3 +81,15 @@ def test_chat_without_a_language_model_says_so(files):
     app = DemoApp(detector=DemoDetector(files['detector']))
     history, status, _ = list(app.chat('hello', [], None))[-1]
     assert history == [] and 'No language model' in status
+
+
+def test_without_gradio_the_command_says_what_to_install(files, monkeypatch, capsys):
+    import importlib.util
+
+    from vlm.cli import demo
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, 'find_spec', lambda name, *a: None if name == 'gradio' else real(name, *a))
+    with pytest.raises(SystemExit):
+        demo.main(['--model', str(files['model'])])
+    assert "pip install -e '.[demo]'" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from typing import List, Optional
 
 
@@ -21,6 +22,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     if not (args.model or args.detector or args.segmenter):
         parser.error('give --model, --detector and / or --segmenter')
+    if importlib.util.find_spec('gradio') is None:
+        parser.error("the demo needs gradio: pip install -e '.[demo]'")
     from vlm.demo.app import DemoApp, launch
     from vlm.demo.vision import DemoDetector, DemoSegmenter
     from vlm.language.inference import VisionLanguagePredictor

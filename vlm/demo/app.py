@@ -114,7 +114,10 @@ class DemoApp:
 def build_page(app: DemoApp):
     """The page: an upload box, the image with its caption, detections and label map, and a chat."""
     os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')  # no usage reports, no version check
-    import gradio as gr
+    try:
+        import gradio as gr
+    except ImportError:
+        raise InputError("vlm demo needs gradio: pip install -e '.[demo]'") from None
 
     with gr.Blocks(title='vlm demo', analytics_enabled=False) as page:
         gr.Markdown('# vlm demo\nUpload an image: its caption, detections and label map appear; then ask about it.')
