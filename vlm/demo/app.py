@@ -76,9 +76,10 @@ class DemoApp:
         scale = max(1, DISPLAY_SIZE // max(image.shape[1:]))
         result = UploadResult(f'{name}: {image.shape[2]} x {image.shape[1]} px', image=_picture(enlarged(image, scale)))
         if self.predictor is not None:
-            result.caption = self.predictor.caption([image])[0]
+            pixels = self.predictor.processor.pixel_values([image])[0]  # (3, S, S), once for caption and chat
+            result.caption = self.predictor.caption([pixels])[0]
             session.reset()
-            session.add_image(image)
+            session.add_image(pixels)
         if self.detector is not None:
             drawn, detections = self.detector(image, scale)
             result.detections = _picture(drawn)
