@@ -69,6 +69,36 @@ def test_warmup_then_cosine():
     assert lrs[4] == pytest.approx(max(lrs), rel=0.05) and lrs[-1] < 0.2 * max(lrs)  # then cosine down
 
 
+@pytest.mark.parametrize('limits', [dict(max_steps=12, max_epochs=100), dict(max_steps=12, max_epochs=-1)])
+def test_a_max_steps_run_warms_up_for_its_epochs_steps(limits):
+    """warmup_epochs counts the loader's batches, not max_steps / max_epochs: a run bounded by max_steps (and a
+    max_epochs it never reaches, or none) warms up over one epoch of 4 steps, then decays to min_lr at step 12."""
+    model = ImageClassifier(num_classes=3, **ENCODER, optimization=dict(lr=1e-2, warmup_epochs=1, min_lr=0.0))
+    lrs = []
+
+    class Record(L.Callback):
+        def on_train_batch_start(self, trainer, *args):
+            lrs.append(trainer.optimizers[0].param_groups[0]['lr'])
+
+    _trainer(**limits, callbacks=[Record()]).fit(model, _loader())
+    assert len(lrs) == 12
+    assert lrs[0] < 1e-4 and lrs[0] < lrs[1] < lrs[2] < lrs[3]  # warming up: 4 steps, from lr / 1000
+    assert lrs[4] == pytest.approx(max(lrs), rel=0.05) and lrs[-1] < 0.1 * max(lrs)
+
+
+def test_warmup_steps_win_over_warmup_epochs():
+    model = ImageClassifier(num_classes=3, **ENCODER,
+                            optimization=dict(lr=1e-2, warmup_epochs=1, warmup_steps=2, min_lr=0.0))
+    lrs = []
+
+    class Record(L.Callback):
+        def on_train_batch_start(self, trainer, *args):
+            lrs.append(trainer.optimizers[0].param_groups[0]['lr'])
+
+    _trainer(max_steps=8, max_epochs=10, callbacks=[Record()]).fit(model, _loader())
+    assert lrs[0] < lrs[1] < lrs[2] and lrs[2] == pytest.approx(max(lrs), rel=0.05)
+
+
 def test_ema_differs_from_live_weights_and_is_what_gets_evaluated():
     model = ImageClassifier(num_classes=3, ema_decay=0.5, eval_ema=True, **ENCODER, optimization=dict(lr=1e-2))
     _trainer(max_epochs=2).fit(model, _loader())

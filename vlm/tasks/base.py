@@ -4,6 +4,7 @@ modules built by `vlm.models`, `vlm.encoder` or `vlm.language`."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
@@ -19,7 +20,14 @@ from vlm.errors import CheckpointShapeError
 from vlm.io.checkpoints import read_checkpoint
 
 from .checkpoint_migration import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_KEY, migrate_hparams, migrate_state_dict
-from .optimization import DEFAULT_OPTIMIZATION, Optimization, create_optimizer, create_scheduler, encoder_layer_matcher
+from .optimization import (
+    DEFAULT_OPTIMIZATION,
+    Optimization,
+    create_optimizer,
+    create_scheduler,
+    encoder_layer_matcher,
+    warmup_length,
+)
 
 CompileOptions = Union[bool, Dict[str, Any]]
 RNG_KEY = 'vlm_rng_state'
@@ -116,10 +124,21 @@ class VlmTask(L.LightningModule):
     def configure_optimizers(self) -> Dict[str, Any]:
         optimizer = create_optimizer(self.optimizer_params(), self.optimization)
         total_steps = max(int(self.trainer.estimated_stepping_batches), 1)
-        steps_per_epoch = total_steps / max(self.trainer.max_epochs or 1, 1)
         scheduler = create_scheduler(optimizer, self.optimization, total_steps,
-                                     int(self.optimization.warmup_epochs * steps_per_epoch))
+                                     warmup_length(self.optimization, self.steps_per_epoch(total_steps), total_steps))
         return {'optimizer': optimizer, 'lr_scheduler': {'scheduler': scheduler, 'interval': 'step'}}
+
+    def steps_per_epoch(self, total_steps: int) -> float:
+        """Optimizer steps in one epoch: the training loader's batches (known once `estimated_stepping_batches` has
+        set the loader up) over the gradient accumulation; the whole run's steps over max_epochs when the loader has
+        no length."""
+        trainer = self.trainer
+        if trainer.train_dataloader is None:  # `estimated_stepping_batches` skips it when max_epochs is -1
+            trainer.fit_loop.setup_data()
+        batches = trainer.num_training_batches
+        if isinstance(batches, (int, float)) and math.isfinite(batches) and batches > 0:
+            return batches / max(trainer.accumulate_grad_batches, 1)
+        return total_steps / max(trainer.max_epochs or 1, 1)
 
     def lr_scheduler_step(self, scheduler: Scheduler, metric: Any) -> None:
         scheduler.step_update(num_updates=self.global_step)

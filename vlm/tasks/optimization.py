@@ -22,14 +22,17 @@ class Optimization:
 
     optimizer: any timm optimizer name ('adamw', 'lamb', 'sgd', ...). lr / weight_decay: as timm's.
     layer_decay: timm's layer-wise lr decay (block i of the encoder: lr * layer_decay ** (depth - i)); 0 or None
-    for a flat lr. warmup_epochs: linear warmup from lr / 1000, stepped every optimizer step, then `schedule`:
-    'cosine' down to min_lr, or 'poly' (power `poly_power`, mmsegmentation's ADE20K choice)."""
+    for a flat lr. warmup_epochs: linear warmup from lr / 1000 over that many epochs' optimizer steps (counted from
+    the training loader's length, so a `max_steps` run warms up as long as a `max_epochs` one), or warmup_steps
+    steps when given; then `schedule`: 'cosine' down to min_lr at the run's last step, or 'poly' (power
+    `poly_power`, mmsegmentation's ADE20K choice)."""
 
     optimizer: Optional[str] = None
     lr: Optional[float] = None
     weight_decay: Optional[float] = None
     layer_decay: Optional[float] = None
     warmup_epochs: Optional[float] = None
+    warmup_steps: Optional[int] = None
     min_lr: Optional[float] = None
     schedule: Optional[str] = None
     poly_power: Optional[float] = None
@@ -37,6 +40,8 @@ class Optimization:
     def __post_init__(self) -> None:
         if self.schedule is not None and self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            raise ValueError(f'warmup_steps must be >= 0, got {self.warmup_steps}')
 
     @classmethod
     def of(cls, value: Union['Optimization', Mapping[str, Any], None], default: 'Optimization') -> 'Optimization':
@@ -63,6 +68,13 @@ def create_optimizer(params: Any, settings: Optimization) -> torch.optim.Optimiz
     1-D tensors) or a list of parameter groups."""
     return create_optimizer_v2(params, opt=settings.optimizer, lr=settings.lr, weight_decay=settings.weight_decay,
                                layer_decay=settings.layer_decay or None)
+
+
+def warmup_length(settings: Optimization, steps_per_epoch: float, total_steps: int) -> int:
+    """Warmup in optimizer steps: `warmup_steps`, else `warmup_epochs` x the optimizer steps of one epoch; never more
+    than the run."""
+    steps = settings.warmup_steps if settings.warmup_steps is not None else (settings.warmup_epochs or 0.0) * steps_per_epoch
+    return min(int(round(steps)), total_steps)
 
 
 def create_scheduler(optimizer: torch.optim.Optimizer, settings: Optimization, total_steps: int,
