@@ -279,8 +279,7 @@ def strategy_rows(smoke: bool, out: Path, accelerator: List[str], shapes: Path, 
     decoder_args = (['--model.init_args.decoder_path', str(decoder)] if pretrained
                     else ['--model.init_args.decoder', json.dumps(SMALL_LLAMA)])
     encoder, image_size = ('vlm_vit_tiny_patch16_rope_rms', 64) if smoke else ('vlm_vit_base_patch16_rope_rms', 224)
-    encoder_args = ['--model.init_args.encoder', encoder, '--model.init_args.image_size', str(image_size),
-                    '--data.init_args.image_size', str(image_size)]
+    encoder_args = ['--model.init_args.encoder', encoder, '--model.init_args.image_size', str(image_size)]
     if smoke:
         encoder_args += ['--model.init_args.encoder_kwargs', json.dumps(dict(depth=2, img_size=64))]
     strategies = {'ZeRO-2': ['--trainer.strategy', 'deepspeed_stage_2'],

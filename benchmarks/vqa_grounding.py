@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from vlm.data import VqaV2, ensure_shapes
+from vlm.data.instance_tags import InstanceIndex
 from vlm.evaluation.vqa_accuracy import vqa_accuracy
 from vlm.language.inference import VisionLanguagePredictor
 
@@ -38,8 +39,9 @@ def load_predictor(model: Optional[str], ckpt: Optional[str], batch_size: int) -
 
 
 def grounding(predictor: VisionLanguagePredictor, dataset: VqaV2, limit: Optional[int] = None,
-              max_new_tokens: int = 4) -> Dict[str, Dict[str, float]]:
-    """{'true': accuracies, 'shuffled': accuracies, 'difference': true - shuffled} per answer type."""
+              max_new_tokens: int = 4, objects: Optional[InstanceIndex] = None) -> Dict[str, Dict[str, float]]:
+    """{'true': accuracies, 'shuffled': accuracies, 'difference': true - shuffled} per answer type. objects: the
+    images' instances, for a model whose tags come from annotations (the oracle): they go with the image shown."""
     records = [dataset.record(i) for i in range(len(dataset.questions))][:limit]
     other = derangement([r['image_id'] for r in records])
     answers = {r['question_id']: r['answers'] for r in records}
@@ -47,7 +49,12 @@ def grounding(predictor: VisionLanguagePredictor, dataset: VqaV2, limit: Optiona
     scores = {}
     for name, image_of in (('true', lambda i: i), ('shuffled', other.__getitem__)):
         images = [str(dataset.image_path(image_of(r['image_id']))) for r in records]
-        texts = predictor.ask(images, [r['question'] for r in records], max_new_tokens=max_new_tokens)
+        questions = [r['question'] for r in records]
+        if objects is None:
+            texts = predictor.ask(images, questions, max_new_tokens=max_new_tokens)
+        else:
+            texts = predictor.ask(images, questions, instances=[objects(image_of(r['image_id'])) for r in records],
+                                  max_new_tokens=max_new_tokens)
         scores[name] = vqa_accuracy(answers, {r['question_id']: t for r, t in zip(records, texts)}, types)
     scores['difference'] = {key: scores['true'][key] - scores['shuffled'][key] for key in scores['true']}
     return scores
@@ -66,7 +73,11 @@ def main() -> None:
     ensure_shapes(args.root)
     dataset = VqaV2(args.root / 'images' / 'val', args.root / 'annotations' / 'v2_OpenEnded_shapes_val_questions.json',
                     args.root / 'annotations' / 'v2_shapes_val_annotations.json', image_filename='{image_id:012d}.png')
-    scores = grounding(load_predictor(args.model, args.ckpt, args.batch_size), dataset, args.limit)
+    predictor = load_predictor(args.model, args.ckpt, args.batch_size)
+    tags = predictor.processor.tags
+    objects = (InstanceIndex(args.root / 'annotations' / 'instances_val.json')
+               if tags is not None and tags.source == 'annotations' else None)
+    scores = grounding(predictor, dataset, args.limit, objects=objects)
     keys = list(scores['true'])
     print(f"{'':12}" + ''.join(f'{key:>16}' for key in keys))
     for name, values in scores.items():

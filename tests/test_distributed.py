@@ -128,7 +128,7 @@ def test_vision_language_fsdp2_sharded_checkpoint_loads_back_to_the_same_outputs
         'data': {'class_path': 'vlm.data.VisionLanguageDataModule', 'init_args': {
             'root': str(shapes), 'tasks': ['captions'], 'train_images': 'images/train', 'val_images': 'images/val',
             'train_captions': 'annotations/captions_train.json', 'val_captions': 'annotations/captions_val.json',
-            'image_size': 64, 'batch_size': 2, 'num_workers': 0}},
+            'batch_size': 2, 'num_workers': 0}},
     })
     _run(['fit', '--config', str(config)], tmp_path)
     last = tmp_path / 'runs' / 'vl' / 'version_0' / 'checkpoints' / 'last.ckpt'

@@ -133,7 +133,7 @@ def test_the_datamodule_mixes_captions_and_conversations_by_weights(tmp_path):
         mixture_weights={'captions': 1, 'conversations': 3}, samples_per_epoch=64, train_images='images/train',
         val_images='images/val', train_captions='annotations/captions_train.json',
         val_captions='annotations/captions_val.json', train_conversations='annotations/conversations_train.json',
-        val_conversations='annotations/conversations_val.json', image_size=64, batch_size=4, num_workers=0)
+        val_conversations='annotations/conversations_val.json', batch_size=4, num_workers=0)
     data.setup('fit')
     kinds = Counter()
     for batch in data.train_dataloader():

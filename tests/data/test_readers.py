@@ -124,13 +124,15 @@ def test_vision_language_datamodule_on_shapes(tmp_path):
         val_questions='annotations/v2_OpenEnded_shapes_val_questions.json',
         train_answers='annotations/v2_shapes_train_annotations.json',
         val_answers='annotations/v2_shapes_val_annotations.json', vqa_image_filename='{image_id:012d}.png',
-        image_size=32, batch_size=4, num_workers=0)
+        batch_size=4, num_workers=0)
     dm.prepare_data()  # generates the shapes dataset: it did not exist
     assert (tmp_path / 'shapes' / 'shapes_meta.json').is_file()
     dm.setup('fit')
     assert len(dm.datasets['train']) == 6 + 6 * 5  # 6 caption items + 5 questions per image
     batch = next(iter(dm.val_dataloader()))  # 3 caption records, then the first VQA record
-    assert len(batch['image']) == 4 and batch['image'][0].shape == (3, 32, 32)
+    # the images as they are (uint8): the model's processor resizes and normalises them in the collator
+    assert len(batch['image']) == 4 and batch['image'][0].shape == (3, 64, 64)
+    assert batch['image'][0].dtype == torch.uint8
     assert all(len(c) >= 3 for c in batch['captions'][:3]) and batch['captions'][3] is None
     assert batch['question'][:3] == [None] * 3 and batch['question'][3].endswith('?')
     vqa_item = dm.datasets['train'][6]

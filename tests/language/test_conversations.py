@@ -44,7 +44,8 @@ def test_each_placeholder_shows_its_own_image(tiny):
     inputs = processor.batch_conversations([TWO_IMAGES[:1]], [[first, second]], add_generation_prompt=True)
     with torch.no_grad():
         embeddings = model.get_input_embeddings()(inputs['input_ids'])
-        merged = model.merge_image_tokens(inputs['input_ids'], embeddings, inputs['pixel_values'])[0]
+        merged, _ = model.merge_image_tokens(inputs['input_ids'], embeddings, inputs['pixel_values'])
+        merged = merged[0]
         expected = model.get_image_features(inputs['pixel_values'])  # (2, N, D)
     runs = merged[inputs['input_ids'][0] == processor.image_token_id].view(2, -1, merged.shape[-1])
     torch.testing.assert_close(runs, expected)
@@ -82,7 +83,9 @@ def test_conversation_accuracy_normalises_and_splits_by_image_count():
     metric = ConversationAccuracy()
     metric.update([('a', 1), ('a', 3), ('b', 1), ('b', 1)], ['Two.', 'red', 'first', 'second'],
                   ['2', 'blue', 'first', 'first'], [1, 1, 2, 2])
-    assert metric.compute() == {'chat_acc': 2 / 3, 'chat_acc/1_images': 0.5, 'chat_acc/2_images': 1.0}
+    assert metric.compute() == {'chat_acc': 2 / 3, 'chat_acc/1_images': 0.5, 'chat_acc/2_images': 1.0,
+                                'chat_acc/number': 1.0, 'chat_acc/number/1_images': 1.0,  # by the reference's type
+                                'chat_acc/other': 0.5, 'chat_acc/other/1_images': 0.0, 'chat_acc/other/2_images': 1.0}
 
 
 @pytest.fixture(scope='module')

@@ -210,8 +210,8 @@ def test_shared_images_are_encoded_once_and_give_the_same_loss_and_logits():
     assert shared['pixel_values'].shape[0] == 2 and shared['image_index'].tolist() == [0, 0, 1]
     assert repeated['pixel_values'].shape[0] == 3 and 'image_index' not in repeated
     encoded = []
-    original = model.get_image_features
-    model.get_image_features = lambda pixels: encoded.append(len(pixels)) or original(pixels)
+    original = model.encode_images
+    model.encode_images = lambda pixels, *targets: encoded.append(len(pixels)) or original(pixels, *targets)
     with torch.no_grad():
         a, b = model(**shared), model(**repeated)
     assert encoded == [2, 3]

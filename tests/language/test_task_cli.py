@@ -54,7 +54,7 @@ def _config(tmp_path: Path, shapes: Path, **model_args) -> Path:
             'monitor': 'val/vqa_acc', 'optimization': {'lr': 1e-3, 'warmup_epochs': 0.1},
             **model_args}},
         'data': {'class_path': 'vlm.data.VisionLanguageDataModule', 'init_args': {
-            'root': str(shapes), 'tasks': ['captions', 'vqa'], **_shapes_paths(), 'image_size': 64, 'batch_size': 4,
+            'root': str(shapes), 'tasks': ['captions', 'vqa'], **_shapes_paths(), 'batch_size': 4,
             'num_workers': 0}},
     }
     path = tmp_path / 'config.yaml'
@@ -165,7 +165,7 @@ def test_init_checkpoint_continues_with_its_own_tokenizer(tmp_path, shapes):
 
 def test_grouped_records_train_on_several_texts_per_image_encoded_once(shapes):
     datamodule = VisionLanguageDataModule(root=str(shapes), tasks=('captions', 'vqa'), group_by_image=True,
-                                          **_shapes_paths(), image_size=64, batch_size=2, num_workers=0)
+                                          **_shapes_paths(), batch_size=2, num_workers=0)
     datamodule.setup('fit')
     captions, questions = datamodule.datasets['train'].datasets
     assert len(questions) == len(captions)  # one record per image, holding all its questions

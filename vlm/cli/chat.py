@@ -85,6 +85,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     for image in args.images:
         session.add_image(image)  # a bad file ends the command with its one-line error, before any dialogue
     interactive = sys.stdin.isatty()
+    if hasattr(sys.stdin, 'reconfigure'):  # a line that is not UTF-8 reaches the session, which refuses it alone
+        sys.stdin.reconfigure(errors='surrogateescape')
     if interactive:
         import readline  # noqa: F401  (line editing and history for input())
 

@@ -105,6 +105,16 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+UNTRAINED = 'untrained'  # `--ckpt_path untrained`: validate / test / predict the model as its config builds it
+
+
+def is_sharded_checkpoint(folder: Path) -> bool:
+    """A folder Lightning restores as one checkpoint: torch.distributed.checkpoint's (FSDP2: `.metadata`) or
+    DeepSpeed's (`checkpoint/` with `*_model_states.pt`, or those files directly)."""
+    return ((folder / '.metadata').is_file() or (folder / 'checkpoint').is_dir()
+            or any(folder.glob('*model_states.pt')))
+
+
 def missing_checkpoint(path: str) -> DataError:
     return DataError(path, 'checkpoint not found (give a file, or `last` for the newest last.ckpt of the run)')
 
@@ -116,5 +126,5 @@ def as_dict(namespace: Any) -> Dict[str, Any]:
     return dict(namespace or {})
 
 
-__all__ = ['as_dict', 'explicit_model_keys', 'merge_stored', 'missing_checkpoint', 'newest_last_checkpoint',
+__all__ = ['UNTRAINED', 'is_sharded_checkpoint', 'as_dict', 'explicit_model_keys', 'merge_stored', 'missing_checkpoint', 'newest_last_checkpoint',
            'run_folders', 'say']

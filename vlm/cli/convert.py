@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-from vlm.errors import DataError
+from vlm.io.folders import check_output_folder, staged_folder
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -23,14 +23,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--overwrite', action='store_true', help='replace a non-empty --out')
     args = parser.parse_args(argv)
     out = Path(args.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
-        raise DataError(out, 'exists and is not empty; give an empty or new folder, or --overwrite')
+    folder = args.source[len('local-dir:'):] if args.source.startswith('local-dir:') else None
+    check_output_folder(out, args.overwrite, [folder, args.weights])
     import vlm  # noqa: F401  (registers the vlm encoders, so the folder loads back)
     from vlm.encoder.conversion import load_source, write_converted
 
     start = time.perf_counter()
     source = load_source(args.source, args.weights)
-    loaded, difference = write_converted(source, str(out), args.source)
+    with staged_folder(out) as staging:  # a failed conversion leaves --out as it was
+        loaded, difference = write_converted(source, str(staging), args.source)
     print(f'wrote {out} in {time.perf_counter() - start:.0f} s: {type(loaded).__name__} '
           f'({sum(p.numel() for p in loaded.parameters()) / 1e6:.2f} M parameters), '
           f'features equal to the source\'s to {difference:.1e} (max |difference|, fp32)')

@@ -24,6 +24,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error('give --model, --detector and / or --segmenter')
     if importlib.util.find_spec('gradio') is None:
         parser.error("the demo needs gradio: pip install -e '.[demo]'")
+    from vlm.errors import InputError
+
+    from .generate import device_problems
+
+    problems = device_problems(args.device) + ([f'--max-new-tokens must be at least 1, got {args.max_new_tokens}']
+                                               if args.max_new_tokens < 1 else [])
+    if problems:
+        raise InputError('; '.join(problems))
     from vlm.demo.app import DemoApp, launch
     from vlm.demo.vision import DemoDetector, DemoSegmenter
     from vlm.language.inference import VisionLanguagePredictor

@@ -4,11 +4,11 @@ model.safetensors, tokenizer files, processor_config.json) that `vlm caption` / 
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 from typing import List, Optional
 
-from vlm.errors import CheckpointShapeError, DataError
+from vlm.errors import CheckpointShapeError
+from vlm.io.folders import check_output_folder, staged_folder
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -21,9 +21,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--overwrite', action='store_true', help='replace a non-empty --out (its files are removed)')
     args = parser.parse_args(argv)
     out = Path(args.out)
-    replace = out.exists() and (not out.is_dir() or any(out.iterdir()))
-    if replace and not args.overwrite:
-        raise DataError(out, 'exists and is not empty; give an empty or new folder, or --overwrite')
+    check_output_folder(out, args.overwrite, [args.ckpt])
     from vlm.io.checkpoints import read_checkpoint
     from vlm.language.checkpoint import TOKENIZER_KEY
     from vlm.tasks.vision_language import VisionLanguageTask
@@ -34,9 +32,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise CheckpointShapeError(f'{args.ckpt}: a checkpoint of {kind}, not of a vision-language model '
                                    f'(vlm.tasks.VisionLanguageTask): there is nothing to export')
     task = VisionLanguageTask.from_checkpoint(checkpoint)
-    if replace:  # only once the checkpoint is known to be good: a failed export leaves --out as it was
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
-    task.exportable_model().save_pretrained(out)  # LoRA adapters merged: the folder loads without peft
-    task.processor.save_pretrained(out)
+    with staged_folder(out) as staging:  # a failed export leaves --out as it was
+        task.exportable_model().save_pretrained(staging)  # LoRA adapters merged: the folder loads without peft
+        task.processor.save_pretrained(staging)
     print(f'wrote {out}: ' + ', '.join(sorted(path.name for path in out.iterdir())))
     return 0

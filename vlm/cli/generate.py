@@ -29,6 +29,52 @@ def _output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--stream', action='store_true', help='print each answer token by token as it is generated')
 
 
+def check_generation_arguments(args: argparse.Namespace) -> None:
+    """Refuse option values transformers or torch would fail on deep inside generation, each in one line naming
+    the option: before any model is loaded."""
+    from vlm.errors import InputError
+
+    problems = []
+    if args.max_new_tokens < 1:
+        problems.append(f'--max-new-tokens must be at least 1, got {args.max_new_tokens}')
+    if args.num_beams < 1:
+        problems.append(f'--num-beams must be at least 1, got {args.num_beams}')
+    if args.batch_size < 1:
+        problems.append(f'--batch-size must be at least 1, got {args.batch_size}')
+    if args.image_size is not None and args.image_size < 1:
+        problems.append(f'--image-size must be a positive number of pixels, got {args.image_size}')
+    if args.sample:
+        if not args.temperature > 0:
+            problems.append(f'--temperature must be > 0 when sampling, got {args.temperature} (greedy decoding: '
+                            'leave out --sample)')
+        if not 0 < args.top_p <= 1:
+            problems.append(f'--top-p must be in (0, 1], got {args.top_p}')
+        if args.top_k < 0:
+            problems.append(f'--top-k must be >= 0 (0: no limit), got {args.top_k}')
+    problems += device_problems(args.device)
+    if problems:
+        raise InputError('; '.join(problems))
+
+
+def device_problems(device: str) -> List[str]:
+    """Why `device` cannot run a model here (not a device name, or a GPU this machine lacks), if it cannot."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        return [f'--device {device!r} is not a device (cpu, cuda, cuda:1, mps)']
+    if parsed.type == 'cuda' and (not torch.cuda.is_available()
+                                  or (parsed.index or 0) >= torch.cuda.device_count()):
+        return [f'--device {device}: no such CUDA device on this machine ({torch.cuda.device_count()} GPUs); '
+                'use --device cpu']
+    if parsed.type == 'mps' and not torch.backends.mps.is_available():
+        return [f'--device {device}: MPS is not available on this machine; use --device cpu']
+    if parsed.type not in ('cpu', 'cuda', 'mps'):
+        return [f'--device {device}: vlm runs on cpu, cuda or mps']
+    return []
+
+
 def generation_options(args: argparse.Namespace) -> Dict[str, Any]:
     options: Dict[str, Any] = {'max_new_tokens': args.max_new_tokens, 'num_beams': args.num_beams,
                                'do_sample': args.sample}
@@ -43,6 +89,7 @@ def generation_options(args: argparse.Namespace) -> Dict[str, Any]:
 def load_predictor(args: argparse.Namespace):
     from vlm.language.inference import VisionLanguagePredictor
 
+    check_generation_arguments(args)
     return VisionLanguagePredictor.from_pretrained(args.model, device=args.device, batch_size=args.batch_size,
                                                    image_size=args.image_size)
 
@@ -68,7 +115,7 @@ def _stream_answers(predictor, paths: List[Optional[str]], conversation, options
     failed = 0
     for path in paths:
         try:
-            images = [predictor.processor.pixel_values([path])[0]] if path is not None else []  # (3, S, S)
+            images = [predictor.processor.load_image(path)] if path is not None else []  # (3, S, S)
         except DataError as error:
             failed += 1
             print(f'vlm: error: {error}', file=sys.stderr, flush=True)

@@ -1,6 +1,7 @@
 """`vlm fit | validate | test | predict --config FILE`: Lightning's CLI with vlm's defaults."""
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -11,13 +12,15 @@ from lightning_utilities.core.imports import RequirementCache
 
 from vlm.callbacks.prediction_writer import PredictionWriter
 from vlm.encoder import encoder_normalization
-from vlm.errors import CheckpointShapeError, vlm_error_behind
+from vlm.errors import CheckpointShapeError, DataError, InputError, vlm_error_behind
 from vlm.io.checkpoints import read_checkpoint
 from vlm.tasks.checkpoint_migration import migrate_hparams
 
 from .checkpoint_args import (
+    UNTRAINED,
     as_dict,
     explicit_model_keys,
+    is_sharded_checkpoint,
     merge_stored,
     missing_checkpoint,
     newest_last_checkpoint,
@@ -94,33 +97,53 @@ class VlmCLI(LightningCLI):
         parser.link_arguments('data.class_names', 'model.init_args.class_names', apply_on='instantiate')
         # the images are normalised as the model's encoder expects (timm's pretrained config): named once
         parser.link_arguments('model.init_args.encoder', 'data.init_args.normalization', apply_on='parse',
-                              compute_fn=encoder_normalization)
+                              compute_fn=normalization_for_parsing)
 
     def _parse_ckpt_path(self) -> None:
         """`--ckpt_path last` is the newest last.ckpt of the run's logger name; a checkpoint's stored
         hyperparameters (renamed from vlm 0.1's by `migrate_hparams`) fill the model's arguments under what the
         command sets explicitly, each override said (`vlm.cli.checkpoint_args`)."""
         subcommand = self.config.get('subcommand')
-        if not subcommand or not self.config[subcommand].get('ckpt_path'):
+        if not subcommand:
             return
         command = self.config[subcommand]
+        if subcommand != 'fit' and command.get('ckpt_path') in (None, UNTRAINED):
+            if command.get('ckpt_path') is None:
+                raise InputError(f'vlm {subcommand}: no weights to {subcommand}: give --ckpt_path (a checkpoint of '
+                                 f'`vlm fit`, or `last`), or --ckpt_path {UNTRAINED} for the model as its config '
+                                 'builds it (pretrained parts, nothing trained)')
+            command.ckpt_path = None
+            return
+        if not command.get('ckpt_path'):
+            return
         if command.ckpt_path == 'last':
             found = newest_last_checkpoint(run_folders(command.trainer))
+            folders = ', '.join(map(str, run_folders(command.trainer))) or 'the loggers'
+            if found is None and subcommand != 'fit':
+                raise DataError('--ckpt_path last', f'no last.ckpt under {folders}: nothing to {subcommand}; '
+                                                     'train first with `vlm fit`, or give a checkpoint file')
             if found is None:
-                say(f'vlm {subcommand}: --ckpt_path last: no last.ckpt under '
-                    f'{", ".join(map(str, run_folders(command.trainer))) or "the loggers"}: starting from scratch')
+                say(f'vlm fit: --ckpt_path last: no last.ckpt under {folders}: starting from scratch')
                 command.ckpt_path = None
                 return
             command.ckpt_path = str(found)
         if not Path(command.ckpt_path).exists():
             raise missing_checkpoint(command.ckpt_path)
         if Path(command.ckpt_path).is_dir():
+            if not is_sharded_checkpoint(Path(command.ckpt_path)):
+                raise DataError(command.ckpt_path, 'is a folder, not a checkpoint file (nor a sharded FSDP2 / '
+                                                   'DeepSpeed checkpoint folder); give its .ckpt file')
             return  # a sharded checkpoint (FSDP2, DeepSpeed): Lightning restores it as it is
         checkpoint = read_checkpoint(command.ckpt_path)
         say(f'vlm {subcommand}: restoring {command.ckpt_path} (epoch {checkpoint.get("epoch")}, global step '
             f'{checkpoint.get("global_step")})')
         stored = checkpoint.get('hyper_parameters') or {}
-        class_path = stored.get('_class_path') or getattr(command.model, 'class_path', None)
+        configured = getattr(command.model, 'class_path', None)
+        if stored.get('_class_path') and configured and not same_class(stored['_class_path'], configured):
+            raise CheckpointShapeError(
+                f'{command.ckpt_path}: a checkpoint of {stored["_class_path"]}, but the config trains '
+                f'{configured}: give a checkpoint of the same task, or the config it was trained with')
+        class_path = stored.get('_class_path') or configured
         current = as_dict(getattr(command.model, 'init_args', None))
         hparams, overridden = merge_stored(migrate_hparams(stored), current, explicit_model_keys(self._raw_args))
         if not hparams:
@@ -140,6 +163,30 @@ class VlmCLI(LightningCLI):
             raise CheckpointShapeError(f'{error}\n(overridden on the command line: {"; ".join(self.overridden)}; '
                                        'only settings that keep the weights\' shapes can change for a checkpoint)'
                                        ) from None
+
+
+def normalization_for_parsing(encoder: str):
+    """`encoder_normalization` as the config is parsed; an encoder folder it cannot read gets ImageNet's, so that
+    building the model (which reads the folder again) reports the fault in one line instead of the parser."""
+    try:
+        return encoder_normalization(encoder)
+    except (DataError, InputError):
+        return encoder_normalization(None)
+
+
+def same_class(first: str, second: str) -> bool:
+    """Whether two class paths name one class (vlm.tasks.Detector and vlm.tasks.detection.Detector do)."""
+    if first == second:
+        return True
+    try:
+        return _import(first) is _import(second)
+    except (ImportError, AttributeError, ValueError):
+        return False
+
+
+def _import(class_path: str) -> Any:
+    module, _, name = class_path.rpartition('.')
+    return getattr(importlib.import_module(module), name)
 
 
 def _run(subcommand: str, argv: List[str]) -> int:

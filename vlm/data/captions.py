@@ -6,13 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Union
 
-from torch.utils.data import Dataset
 
-from vlm.errors import DataError, SkippedSample
+from vlm.errors import DataError
 from vlm.io.images import load_image_tensor
 from vlm.io.json_files import is_id, read_json, require
 
-from .skipping import SkipCounter
+from .skipping import SkipCounter, SkipsBadSamples
 
 
 @dataclass
@@ -82,7 +81,7 @@ def read_caption_references(path: Union[str, Path]) -> Dict[int, List[str]]:
     return read_caption_annotations(path, what='ground-truth').captions
 
 
-class CocoCaptions(Dataset):
+class CocoCaptions(SkipsBadSamples):
     """Item: {'image': (3, H, W) uint8 tv_tensors.Image (after `transform`), 'captions': [str, ...], 'image_id'}.
 
     Images without any caption are left out (nothing to learn or score); an image record needs a `file_name`.
@@ -110,14 +109,9 @@ class CocoCaptions(Dataset):
     def __len__(self) -> int:
         return len(self.image_ids)
 
-    def __getitem__(self, i: int) -> Union[Dict[str, Any], SkippedSample]:
+    def read(self, i: int) -> Dict[str, Any]:
         image_id = self.image_ids[i]
-        try:
-            image = load_image_tensor(self.images_dir / self.annotations.images[image_id]['file_name'])
-        except DataError as error:
-            if not self.skip_bad_samples:
-                raise
-            return SkippedSample.of(error)
+        image = load_image_tensor(self.images_dir / self.annotations.images[image_id]['file_name'])
         if self.transform is not None:
             image = self.transform(image)
         return {'image': image, 'captions': self.captions(image_id), 'image_id': image_id}

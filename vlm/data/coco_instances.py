@@ -7,7 +7,6 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 import numpy as np
 import torch
 from pycocotools import mask as mask_utils
-from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.ops import box_convert
 from torchvision.transforms.v2 import functional as TF
@@ -16,7 +15,7 @@ from vlm.errors import DataError
 from vlm.io.images import load_rgb
 
 from .coco_json import CocoIndex
-from .skipping import SkipCounter, SkippedSample
+from .skipping import SkipCounter, SkipsBadSamples
 
 Target = Dict[str, Any]
 
@@ -33,7 +32,7 @@ def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarra
     return mask_utils.decode(rle)
 
 
-class CocoInstances(Dataset):
+class CocoInstances(SkipsBadSamples):
     """Images of a COCO instances JSON with their boxes, labels and (optionally) masks.
 
     Item: (image, target) where image is a `tv_tensors.Image` (3, H, W) uint8 and target has
@@ -71,13 +70,8 @@ class CocoInstances(Dataset):
     def __len__(self) -> int:
         return len(self.index.image_ids)
 
-    def __getitem__(self, i: int) -> Union[Tuple[tv_tensors.Image, Target], SkippedSample]:
-        try:
-            image, target = self.load(i)
-        except DataError as error:
-            if not self.skip_bad_samples:
-                raise
-            return SkippedSample.of(error)
+    def read(self, i: int) -> Tuple[tv_tensors.Image, Target]:
+        image, target = self.load(i)
         if self.transforms is not None:
             image, target = self.transforms(image, target)
         return image, target

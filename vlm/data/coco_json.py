@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import torch
 
 from vlm.errors import DataError
-from vlm.io.json_files import read_json, require
+from vlm.io.json_files import is_id, read_json, require
 
 from .skipping import SkipCounter
 
@@ -88,10 +88,21 @@ class CocoIndex:
         require(data, ('images', 'annotations', 'categories'), self.path, 'top level')
         self.data = data
         self.images: Dict[int, Dict[str, Any]] = {}
-        for image in data['images']:
-            require(image, ('id', 'file_name', 'width', 'height'), self.path, f"image {image.get('id', '?')}")
+        for key in ('images', 'annotations', 'categories'):
+            if not isinstance(data[key], list):
+                raise DataError(self.path, f'expected a list, got {type(data[key]).__name__}', field=key)
+        for index, image in enumerate(data['images']):
+            what = f"images[{index}] (id {image.get('id', '?')})" if isinstance(image, dict) else f'images[{index}]'
+            require(image, ('id', 'file_name', 'width', 'height'), self.path, what)
+            if not is_id(image['id']):
+                raise DataError(self.path, f"image id is not an integer: {image['id']!r}", record=what, field='id')
             self.images[int(image['id'])] = image
         self.image_ids: List[int] = sorted(self.images)
+        for index, category in enumerate(data['categories']):
+            require(category, ('id',), self.path, f'categories[{index}]')
+            if not is_id(category['id']):
+                raise DataError(self.path, f"category id is not an integer: {category['id']!r}",
+                                record=f'categories[{index}]', field='id')
         self.categories = CategoryMap(data['categories'])
         self.annotations: Dict[int, List[Dict[str, Any]]] = {i: [] for i in self.image_ids}
         for ann in data['annotations']:
@@ -105,11 +116,11 @@ class CocoIndex:
             self.annotations[int(ann['image_id'])].append(ann)
 
     def _check(self, ann: Dict[str, Any], need_segmentation: bool, tolerance: float) -> None:
-        record = f"annotation id {ann.get('id', '?')}"
+        record = f"annotation id {ann.get('id', '?')}" if isinstance(ann, dict) else 'annotations'
         require(ann, ('id', 'image_id', 'category_id', 'bbox'), self.path, record)
-        if int(ann['image_id']) not in self.images:
+        if not is_id(ann['image_id']) or int(ann['image_id']) not in self.images:
             raise DataError(self.path, f"unknown image id {ann['image_id']}", record=record, field='image_id')
-        if ann['category_id'] not in self.categories:
+        if not is_id(ann['category_id']) or ann['category_id'] not in self.categories:
             raise DataError(self.path, f"unknown category id {ann['category_id']} (known: {self.categories.ids})",
                             record=record, field='category_id')
         image = self.images[int(ann['image_id'])]

@@ -16,15 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Union
 
-from torch.utils.data import Dataset
 
-from vlm.errors import DataError, SkippedSample
+from vlm.errors import DataError
 from vlm.io.images import load_image_tensor
 from vlm.io.json_files import read_json
 from vlm.language.chat import Message
 from vlm.language.tokenizer import IMAGE_TOKEN
 
-from .skipping import SkipCounter
+from .skipping import SkipCounter, SkipsBadSamples
 
 ROLE_NAMES = {'human': 'user', 'user': 'user', 'gpt': 'assistant', 'assistant': 'assistant', 'system': 'system'}
 
@@ -115,7 +114,7 @@ def read_conversations(path: Union[str, Path], images_dir: Union[str, Path],
     return conversations
 
 
-class LlavaConversations(Dataset):
+class LlavaConversations(SkipsBadSamples):
     """Item: {'images': [(3, H, W) uint8 tv_tensors.Image after `transform`, one per `<image>`], 'conversations':
     [{'role', 'content'}, ...], 'id'}: what `VisionLanguageCollator` turns into a training sequence (the loss on
     the assistant turns) or, at evaluation, into one prompt per assistant turn."""
@@ -132,17 +131,14 @@ class LlavaConversations(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, i: int) -> Union[Dict[str, Any], SkippedSample]:
+    def read(self, i: int) -> Dict[str, Any]:
         record = self.records[i]
         images = []
         try:
             for path in record.images:
                 images.append(load_image_tensor(path))
         except DataError as error:
-            error = DataError(self.path, f'{error}', record=f'id {record.id!r}', field='image')
-            if not self.skip_bad_samples:
-                raise error from None
-            return SkippedSample.of(error)
+            raise DataError(self.path, f'{error}', record=f'id {record.id!r}', field='image') from None
         if self.transform is not None:
             images = [self.transform(image) for image in images]
         return {'images': images, 'conversations': [dict(m) for m in record.messages], 'id': record.id}

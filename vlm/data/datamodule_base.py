@@ -26,6 +26,9 @@ def ensure_shapes(shapes_root: Union[str, Path], options: Optional[Dict[str, Any
         return False
     from .shapes import generate_shapes  # imported on demand: only needed the first time
 
+    if shapes_root.exists() and (not shapes_root.is_dir() or any(shapes_root.iterdir())):
+        raise DataError(shapes_root, 'data.shapes_root holds other files and no shapes dataset (no shapes_meta.json): '
+                                     'give an empty or new folder, where vlm generates the dataset')
     log.warning("shapes dataset not found at %s: generating it (%s)", shapes_root, options or 'default sizes')
     with progress_bar(f'generating {shapes_root}') as advance:
         generate_shapes(shapes_root, **(options or {}), progress=advance)

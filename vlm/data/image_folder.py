@@ -5,17 +5,16 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence, Tuple, Union
 
 import torch
-from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from vlm.errors import DataError
 from vlm.io.images import load_rgb
 
-from .skipping import SkipCounter, SkippedSample
+from .skipping import SkipCounter, SkipsBadSamples
 
 
-class ClassificationFolder(ImageFolder):
+class ClassificationFolder(SkipsBadSamples, ImageFolder):
     """`torchvision.datasets.ImageFolder` reading with `load_rgb` (any image mode; corrupt files named).
 
     classes: the class folder names in label order; pass the train split's list to the val split so that
@@ -44,17 +43,12 @@ class ClassificationFolder(ImageFolder):
             raise DataError(directory, f'class folders {extra} are not among the training classes')
         return self._fixed_classes, {name: i for i, name in enumerate(self._fixed_classes)}
 
-    def __getitem__(self, index: int) -> Union[Tuple[torch.Tensor, int, str], SkippedSample]:
-        try:
-            image, label = super().__getitem__(index)
-        except DataError as error:
-            if not self.skip_bad_samples:
-                raise
-            return SkippedSample.of(error)
+    def read(self, index: int) -> Tuple[torch.Tensor, int, str]:
+        image, label = ImageFolder.__getitem__(self, index)
         return image, label, self.samples[index][0]
 
 
-class ImageList(Dataset):
+class ImageList(SkipsBadSamples):
     """Every image file directly in `folder` (sorted), for prediction. Item: (image, -1, file path str)."""
 
     def __init__(self, folder: Union[str, Path], transform: Optional[Callable] = None,
@@ -71,11 +65,6 @@ class ImageList(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> Union[Tuple[torch.Tensor, int, str], SkippedSample]:
-        try:
-            image = load_rgb(self.paths[index])
-        except DataError as error:
-            if not self.skip_bad_samples:
-                raise
-            return SkippedSample.of(error)
+    def read(self, index: int) -> Tuple[torch.Tensor, int, str]:
+        image = load_rgb(self.paths[index])
         return (self.transform(image) if self.transform else image), -1, str(self.paths[index])

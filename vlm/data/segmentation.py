@@ -7,7 +7,6 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
@@ -15,7 +14,7 @@ from vlm.errors import DataError
 from vlm.io.images import load_rgb
 
 from .coco_instances import CocoInstances, semantic_map_from_instances
-from .skipping import SkipCounter, SkippedSample
+from .skipping import SkipCounter, SkipsBadSamples
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 Item = Tuple[tv_tensors.Image, tv_tensors.Mask]
@@ -54,7 +53,7 @@ def load_label_map(path: Path, size: Tuple[int, int], num_classes: int, ignore_i
     return torch.from_numpy(labels)
 
 
-class SegmentationFolder(Dataset):
+class SegmentationFolder(SkipsBadSamples):
     """Images in `images_dir` paired by file stem with PNG label maps in `labels_dir`.
 
     Item: (image (3, H, W) uint8 `tv_tensors.Image`, labels (H, W) int64 `tv_tensors.Mask`) after `transforms`,
@@ -97,21 +96,16 @@ class SegmentationFolder(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, i: int) -> Union[Item, SkippedSample]:
-        try:
-            image = load_rgb(self.images[i])
-            labels = load_label_map(self.labels_dir / f'{self.images[i].stem}.png', image.size, self.num_classes,
-                                    self.ignore_index, self.reduce_zero_label)
-        except DataError as error:
-            if not self.skip_bad_samples:
-                raise
-            return SkippedSample.of(error)
+    def read(self, i: int) -> Item:
+        image = load_rgb(self.images[i])
+        labels = load_label_map(self.labels_dir / f'{self.images[i].stem}.png', image.size, self.num_classes,
+                                self.ignore_index, self.reduce_zero_label)
         sample = tv_tensors.Image(TF.pil_to_tensor(image)), tv_tensors.Mask(labels)
         sample = self.transforms(*sample) if self.transforms is not None else sample
         return (*sample, self.images[i].stem) if self.return_names else sample
 
 
-class CocoSemantic(Dataset):
+class CocoSemantic(SkipsBadSamples):
     """COCO instances rendered as per-pixel label maps: 0 background, 1..K categories, crowd regions ignored.
     Item: (image, labels) as `SegmentationFolder`'s, and the image's file stem third when `return_names`."""
 
@@ -131,18 +125,14 @@ class CocoSemantic(Dataset):
         self.transforms = transforms
         self.ignore_index = ignore_index
         self.return_names = return_names
+        self.skip_bad_samples = skip_bad_samples
         self.skipped = self.instances.skipped
 
     def __len__(self) -> int:
         return len(self.instances)
 
-    def __getitem__(self, i: int) -> Union[Item, SkippedSample]:
-        try:
-            image, target = self.instances.load(i)
-        except DataError as error:
-            if not self.instances.skip_bad_samples:
-                raise
-            return SkippedSample.of(error)
+    def read(self, i: int) -> Item:
+        image, target = self.instances.load(i)
         sample = image, tv_tensors.Mask(semantic_map_from_instances(target, self.ignore_index))
         sample = self.transforms(*sample) if self.transforms is not None else sample
         if not self.return_names:

@@ -8,13 +8,34 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Optional
+from typing import Any, Optional
+
+from torch.utils.data import Dataset
 
 from vlm.errors import DataError, SkippedSample, split_skipped
 
-__all__ = ['SkipCounter', 'SkippedSample', 'split_skipped']
+__all__ = ['SkipCounter', 'SkippedSample', 'SkipsBadSamples', 'split_skipped']
 
 log = logging.getLogger(__name__)
+
+
+class SkipsBadSamples(Dataset):
+    """A dataset whose `read(i)` raises `DataError` for a bad sample (naming its file, record and field); with
+    `skip_bad_samples` the item is a `SkippedSample` instead, which the collate functions drop and count. The one
+    place that decides between the two: subclasses implement `read` and set `skip_bad_samples`."""
+
+    skip_bad_samples: bool = False
+
+    def read(self, i: int) -> Any:
+        raise NotImplementedError
+
+    def __getitem__(self, i: int) -> Any:
+        try:
+            return self.read(i)
+        except DataError as error:
+            if not self.skip_bad_samples:
+                raise
+            return SkippedSample.of(error)
 
 
 class SkipCounter:

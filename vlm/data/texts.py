@@ -11,6 +11,7 @@ from vlm.language.prompts import training_corpus
 
 from .captions import CocoCaptions
 from .conversations import LlavaConversations
+from .instance_tags import InstanceImages, WithInstances
 from .vqa import VqaV2
 
 
@@ -18,6 +19,8 @@ def dataset_parts(dataset: Dataset) -> List[Dataset]:
     """The CocoCaptions / VqaV2 / LlavaConversations datasets inside `dataset` (itself, or the parts of a ConcatDataset)."""
     if isinstance(dataset, ConcatDataset):
         return [part for child in dataset.datasets for part in dataset_parts(child)]
+    if isinstance(dataset, WithInstances):
+        return dataset_parts(dataset.dataset)
     return [dataset]
 
 
@@ -35,6 +38,8 @@ def dataset_texts(dataset: Dataset) -> Iterator[str]:
             records = [part.record(k) for k in range(len(part.questions))]
             questions += [record['question'] for record in records]
             answers += [record['answer'] for record in records]
+        elif isinstance(part, InstanceImages):
+            continue  # images and their objects: no text
         elif isinstance(part, LlavaConversations):
             messages += [message['content'] for record in part.records for message in record.messages]
         else:

@@ -89,6 +89,7 @@ def segmentation_eval(stats: Stats = IMAGENET) -> v2.Compose:
     return v2.Compose(_to_float(*stats, normalize=True))
 
 
-def vision_language(size: int, stats: Stats = IMAGENET) -> v2.Compose:
-    """Resize to size x size for image-text tasks."""
-    return v2.Compose([v2.ToImage(), v2.Resize((size, size), antialias=True), *_to_float(*stats, normalize=True)])
+def vision_language() -> v2.Compose:
+    """Image-text tasks: the image as it is, a (3, H, W) uint8 tensor; the model's processor resizes and normalises
+    it in the collator, as it does at inference (`VisionLanguageProcessor.pixel_values`): one image path."""
+    return v2.Compose([v2.ToImage()])

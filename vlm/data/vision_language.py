@@ -11,11 +11,12 @@ from .captions import CocoCaptions
 from .collate import collate_records
 from .conversations import LlavaConversations
 from .datamodule_base import VlmDataModule
+from .instance_tags import InstanceImages, InstanceIndex, WithInstances
 from .sampling import MixtureShuffle
 from .texts import dataset_texts
 from .vqa import VqaV2
 
-TASKS = ('captions', 'vqa', 'conversations')
+TASKS = ('captions', 'vqa', 'conversations', 'instances')
 
 
 class VisionLanguageDataModule(VlmDataModule):
@@ -25,8 +26,13 @@ class VisionLanguageDataModule(VlmDataModule):
     tokenisation and the loss mask run in the loader workers); without them batches are `collate_records` dicts of
     per-sample lists.
 
-    tasks: which of 'captions', 'vqa' and 'conversations' to train on; val_tasks: which to validate on (default:
-        the same).
+    tasks: which of 'captions', 'vqa', 'conversations' and 'instances' to train on; val_tasks: which to validate on
+        (default: the same). 'instances': the images of a COCO instances JSON (`train_instances` / `val_instances`)
+        with their objects, no text: what a model's cell tagger learns from (`vlm.data.instance_tags`), mirrored
+        at random in training.
+    attach_instances: caption and VQA records also carry their image's objects, read from the instances JSON of
+        their split by image id: a model with a tagger then gets the images' tag targets (its tag loss beside the
+        text loss, or, with `tags.source: annotations`, the ground-truth tags themselves).
     mixture_weights: with several tasks, how often a training sample comes from each, e.g. {captions: 1,
         conversations: 3} (`vlm.data.sampling.MixtureShuffle`; each task's records in a fresh permutation, again
         when it runs out); default: every record once an epoch. samples_per_epoch: the epoch length under weights
@@ -60,10 +66,12 @@ class VisionLanguageDataModule(VlmDataModule):
             train_conversations: str = 'llava_instruct_150k.json',
             val_conversations: str = 'llava_instruct_val.json',
             conversation_images: Optional[Dict[str, str]] = None,
+            train_instances: str = 'annotations/instances_train2017.json',
+            val_instances: str = 'annotations/instances_val2017.json',
+            attach_instances: bool = False,
             vqa_image_filename: str = '{image_id:012d}.jpg',
             val_vqa_image_filename: Optional[str] = None,
             group_by_image: bool = False,
-            image_size: int = 224,
             **kwargs: Any,
     ) -> None:
         super().__init__(root, **kwargs)
@@ -73,9 +81,9 @@ class VisionLanguageDataModule(VlmDataModule):
         self.mixture_weights = self._check_weights(mixture_weights)
         self.paths = {
             'train': {'images': train_images, 'captions': train_captions, 'questions': train_questions,
-                      'answers': train_answers, 'conversations': train_conversations},
+                      'answers': train_answers, 'conversations': train_conversations, 'instances': train_instances},
             'val': {'images': val_images, 'captions': val_captions, 'questions': val_questions,
-                    'answers': val_answers, 'conversations': val_conversations},
+                    'answers': val_answers, 'conversations': val_conversations, 'instances': val_instances},
         }
         for split, folder in (conversation_images or {}).items():
             if split not in self.paths:
@@ -83,7 +91,7 @@ class VisionLanguageDataModule(VlmDataModule):
             self.paths[split]['conversation_images'] = folder
         self.vqa_image_filename = {'train': vqa_image_filename,
                                    'val': val_vqa_image_filename or vqa_image_filename}
-        self.transform = T.vision_language(image_size, self.stats)
+        self.transform = T.vision_language()
         self.collate_fns: Dict[str, Callable] = {}
 
     @staticmethod
@@ -111,14 +119,23 @@ class VisionLanguageDataModule(VlmDataModule):
     def _part(self, split: str, task: str) -> Dataset:
         paths = self.paths[split]
         images = self.path(paths['images'])
+        if task == 'instances':
+            return InstanceImages(images, self.path(paths['instances']), self.transform, self.skip_bad_samples,
+                                  hflip=split == 'train')
         if task == 'captions':
-            return CocoCaptions(images, self.path(paths['captions']), self.transform, self.skip_bad_samples)
+            return self._with_instances(split, CocoCaptions(images, self.path(paths['captions']), self.transform,
+                                                            self.skip_bad_samples))
         if task == 'vqa':
-            return VqaV2(images, self.path(paths['questions']), self.path(paths['answers']),
-                         self.vqa_image_filename[split], self.transform, self.skip_bad_samples,
-                         group_by_image=self.hparams.group_by_image and split == 'train')
+            return self._with_instances(split, VqaV2(
+                images, self.path(paths['questions']), self.path(paths['answers']), self.vqa_image_filename[split],
+                self.transform, self.skip_bad_samples, group_by_image=self.hparams.group_by_image and split == 'train'))
         folder = self.path(paths['conversation_images']) if 'conversation_images' in paths else images
         return LlavaConversations(folder, self.path(paths['conversations']), self.transform, self.skip_bad_samples)
+
+    def _with_instances(self, split: str, dataset: Dataset) -> Dataset:
+        if not self.hparams.attach_instances:
+            return dataset
+        return WithInstances(dataset, InstanceIndex(self.path(self.paths[split]['instances'])))
 
     def _dataset(self, split: str) -> Dataset:
         parts = [self._part(split, task) for task in (self.tasks if split == 'train' else self.val_tasks)]

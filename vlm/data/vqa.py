@@ -6,13 +6,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-from torch.utils.data import Dataset
 
-from vlm.errors import DataError, SkippedSample
+from vlm.errors import DataError
 from vlm.io.images import load_image_tensor
 from vlm.io.json_files import is_id, read_json, require
 
-from .skipping import SkipCounter
+from .skipping import SkipCounter, SkipsBadSamples
 
 
 def read_vqa_questions(path: Union[str, Path]) -> List[Dict[str, Any]]:
@@ -92,7 +91,7 @@ def read_vqa_annotations(questions_file: Union[str, Path], annotation_file: Unio
     return answers, types
 
 
-class VqaV2(Dataset):
+class VqaV2(SkipsBadSamples):
     """Item: {'image', 'question', 'answers' (10 strings; empty for a test split), 'answer'
     (multiple_choice_answer), 'answer_type', 'question_id', 'image_id'}.
 
@@ -134,15 +133,10 @@ class VqaV2(Dataset):
     def image_path(self, image_id: int) -> Path:
         return self.images_dir / self.image_filename.format(image_id=image_id)
 
-    def __getitem__(self, i: int) -> Union[Dict[str, Any], SkippedSample]:
+    def read(self, i: int) -> Dict[str, Any]:
         indices = self.image_questions[i] if self.group_by_image else [i]
         image_id = int(self.questions[indices[0]]['image_id'])
-        try:
-            image = load_image_tensor(self.image_path(image_id))
-        except DataError as error:
-            if not self.skip_bad_samples:
-                raise
-            return SkippedSample.of(error)
+        image = load_image_tensor(self.image_path(image_id))
         if self.transform is not None:
             image = self.transform(image)
         if self.group_by_image:

@@ -76,7 +76,7 @@ class DemoApp:
         scale = max(1, DISPLAY_SIZE // max(image.shape[1:]))
         result = UploadResult(f'{name}: {image.shape[2]} x {image.shape[1]} px', image=_picture(enlarged(image, scale)))
         if self.predictor is not None:
-            pixels = self.predictor.processor.pixel_values([image])[0]  # (3, S, S), once for caption and chat
+            pixels = self.predictor.processor.load_image(image)  # (3, S, S), once for caption and chat
             result.caption = self.predictor.caption([pixels])[0]
             session.reset()
             session.add_image(pixels)

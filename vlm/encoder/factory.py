@@ -13,7 +13,8 @@ from timm.models._factory import parse_model_name
 from timm.models._hub import load_model_config_from_path
 from torch import nn
 
-from vlm.errors import InputError
+from vlm.errors import DataError, InputError
+from vlm.io.json_files import read_json
 
 from .weights import LoadReport, load_encoder_weights
 
@@ -39,7 +40,9 @@ def create_encoder(
     An unknown name or a keyword the model does not take raises one `InputError` naming it.
     """
     kwargs = dict(kwargs or {})
-    source, _ = _parse(name)
+    source, identifier = _parse(name)
+    if source == 'local-dir':
+        _local_dir_config(Path(identifier), name)  # a folder timm cannot read is named here, in one line
     try:
         encoder = timm.create_model(name, pretrained=source == 'local-dir', num_classes=num_classes, **kwargs)
     except RuntimeError as error:
@@ -66,16 +69,26 @@ def resolve_local_dir(name: str, kwargs: Optional[Mapping[str, Any]] = None
     if source != 'local-dir':
         return name, dict(kwargs or {}), None
     folder = Path(identifier)
-    if not (folder / 'config.json').is_file():
-        raise InputError(f'encoder {name!r}: {folder}/config.json not found (write the folder with `vlm weights` or '
-                         f'`vlm convert`)')
-    _, architecture, model_args = load_model_config_from_path(str(folder))
+    _, architecture, model_args = _local_dir_config(folder, name)
     model_args = {k: v for k, v in (model_args or {}).items() if k != 'num_classes'}
     weights = next((str(folder / f) for f in ('model.safetensors', 'pytorch_model.bin') if (folder / f).is_file()),
                    None)
     if weights is None:
         raise InputError(f'encoder {name!r}: no model.safetensors in {folder}')
     return architecture, {**model_args, **dict(kwargs or {})}, weights
+
+
+def _local_dir_config(folder: Path, name: str) -> Tuple[Dict[str, Any], str, Dict[str, Any]]:
+    """(pretrained config, architecture, model args) of a timm model folder, its config.json checked first."""
+    path = folder / 'config.json'
+    if not path.is_file():
+        raise InputError(f'encoder {name!r}: {path} not found (write the folder with `vlm weights` or `vlm convert`)')
+    config = read_json(path, 'model config')
+    if not isinstance(config, dict) or not isinstance(config.get('architecture'), str):
+        raise DataError(path, 'not a timm model config (a JSON object naming its architecture)', field='architecture')
+    if not isinstance(config.get('model_args', {}), dict):
+        raise DataError(path, 'model_args must be a JSON object', field='model_args')
+    return load_model_config_from_path(str(folder))
 
 
 def _parse(name: str) -> Tuple[Optional[str], str]:
@@ -92,10 +105,7 @@ def encoder_normalization(name: Optional[str]) -> Normalization:
         return tuple(IMAGENET_DEFAULT_MEAN), tuple(IMAGENET_DEFAULT_STD)
     source, identifier = _parse(name)
     if source == 'local-dir':
-        if not (Path(identifier) / 'config.json').is_file():
-            raise InputError(f'encoder {name!r}: {identifier}/config.json not found (write the folder with '
-                             f'`vlm weights` or `vlm convert`)')
-        pretrained_cfg: Dict[str, Any] = load_model_config_from_path(identifier)[0]
+        pretrained_cfg: Dict[str, Any] = _local_dir_config(Path(identifier), name)[0]
     else:
         cfg = get_pretrained_cfg(name)
         pretrained_cfg = cfg.to_dict() if cfg is not None else {}

@@ -53,8 +53,10 @@ class VqaAccuracy(GatheredRecordsMetric):
 
 class ConversationAccuracy(GatheredRecordsMetric):
     """update(keys, answers, references, image_counts) -> compute(): {'chat_acc': the fraction of assistant turns
-    answered exactly as the reference after VQA normalisation (case, punctuation, articles, number words), and
-    'chat_acc/<n>_images': the same over the turns of dialogues with n images}. keys: (record id, turn) pairs."""
+    answered exactly as the reference after VQA normalisation (case, punctuation, articles, number words),
+    'chat_acc/<n>_images': the same over the turns of dialogues with n images, 'chat_acc/<type>' over the turns
+    whose reference is of VQAv2's answer type yes/no, number or other (`reference_answer_type`), and
+    'chat_acc/<type>/<n>_images' when dialogues have different numbers of images}. keys: (record id, turn)."""
 
     def update(self, keys: Sequence[Any], answers: Sequence[str], references: Sequence[str],
                image_counts: Sequence[int]) -> None:
@@ -68,7 +70,24 @@ class ConversationAccuracy(GatheredRecordsMetric):
         correct = [(normalize_answer(answer) == normalize_answer(reference), images)
                    for _, answer, reference, images in records]
         scores = {'chat_acc': sum(hit for hit, _ in correct) / len(correct)}
-        for count in sorted({images for _, images in correct}):
+        counts = sorted({images for _, images in correct})
+        for count in counts:
             hits = [hit for hit, images in correct if images == count]
             scores[f'chat_acc/{count}_images'] = sum(hits) / len(hits)
+        kinds = [reference_answer_type(reference) for _, _, reference, _ in records]
+        for kind in sorted(set(kinds)):
+            hits = [hit for (hit, _), other in zip(correct, kinds) if other == kind]
+            scores[f'chat_acc/{kind}'] = sum(hits) / len(hits)
+            for count in counts if len(counts) > 1 else ():
+                hits = [hit for (hit, images), other in zip(correct, kinds) if other == kind and images == count]
+                if hits:
+                    scores[f'chat_acc/{kind}/{count}_images'] = sum(hits) / len(hits)
         return scores
+
+
+def reference_answer_type(reference: str) -> str:
+    """VQAv2's answer type of a reference answer: 'yes/no', 'number' (digits after normalisation) or 'other'."""
+    answer = normalize_answer(reference)
+    if answer in ('yes', 'no'):
+        return 'yes/no'
+    return 'number' if answer.isdigit() else 'other'

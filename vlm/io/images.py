@@ -7,11 +7,14 @@ from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
+import torch
 from PIL import Image, ImageFile, UnidentifiedImageError
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
-from vlm.errors import DataError, MissingFileError
+from vlm.errors import DataError, InputError, MissingFileError
+
+ImageInput = Union[str, Path, Image.Image, torch.Tensor]
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never silently grey pixels
 DEFAULT_MAX_IMAGE_PIXELS = 89_478_485  # PIL's own default limit (about 9459 x 9459)
@@ -87,3 +90,29 @@ def to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new('RGBA', rgba.size, (0, 0, 0, 255))
         return Image.alpha_composite(background, rgba).convert('RGB')
     return image.convert('RGB')
+
+
+def image_unit_range(image: ImageInput) -> torch.Tensor:
+    """Any image a user or a dataset gives -> (3, H, W) float32 RGB in [0, 1], one conversion for all:
+
+    a path (`load_rgb`: alpha composited on black, 16-bit scaled), a PIL image (the same `to_rgb`), a (3, H, W)
+    uint8 tensor (0..255), or a (3, H, W) float tensor already in [0, 1]. A float tensor outside [0, 1] (0..255
+    floats, or already normalised) is ambiguous and refused, as is any other shape or dtype."""
+    if isinstance(image, (str, Path)):
+        image = load_rgb(image)  # DataError naming the file when it is missing, unreadable or huge
+    if isinstance(image, Image.Image):
+        image = TF.pil_to_tensor(to_rgb(image))  # (3, H, W) uint8
+    if not isinstance(image, torch.Tensor):
+        raise InputError(f'expected an image path, a PIL image or a (3, H, W) tensor, got {type(image).__name__}')
+    if image.ndim != 3 or image.shape[0] != 3 or min(image.shape[1:]) < 1:
+        raise InputError(f'expected a (3, H, W) RGB image tensor, got shape {tuple(image.shape)}')
+    image = image.as_subclass(torch.Tensor)
+    if image.dtype == torch.uint8:
+        return image.float() / 255.0
+    if not image.is_floating_point():
+        raise InputError(f'expected a uint8 (0..255) or float (0..1) image tensor, got {image.dtype}')
+    low, high = float(image.min()), float(image.max())
+    if not (0.0 <= low and high <= 1.0):  # NaN fails too
+        raise InputError(f'a float image tensor must hold values in [0, 1], got {low:.3g}..{high:.3g} (give uint8 '
+                         'for 0..255, and never normalised values: the processor normalises)')
+    return image.float()

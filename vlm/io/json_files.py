@@ -24,7 +24,10 @@ def read_json(path: Union[str, Path], what: str = 'annotation') -> Any:
 
 
 def require(record: Dict[str, Any], fields: Sequence[str], source: Union[str, Path], what: str) -> None:
-    """Raise `DataError` for the first of `fields` missing from `record` (`what` names the record)."""
+    """Raise `DataError` for a record that is not a JSON object, or for the first of `fields` missing from it
+    (`what` names the record)."""
+    if not isinstance(record, dict):
+        raise DataError(source, f'expected a JSON object, got {type(record).__name__} {str(record)[:60]!r}', record=what)
     for field in fields:
         if field not in record:
             raise DataError(source, 'missing required field', record=what, field=field)

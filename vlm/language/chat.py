@@ -48,6 +48,18 @@ def check_messages(messages: Sequence[Message]) -> None:
             raise InputError(f'message {index}: role must be one of {ROLES}, got {message!r}'[:200])
         if not isinstance(message.get('content'), str):
             raise InputError(f"message {index} ({message['role']}): content must be a string")
+        check_text(message['content'], f"message {index} ({message['role']})")
+
+
+def check_text(text: str, what: str = 'the text') -> None:
+    """Refuse text holding characters no tokenizer can encode: bytes that were not UTF-8 (read from a terminal,
+    a pipe or the command line, they arrive as lone surrogates)."""
+    try:
+        text.encode('utf-8')
+    except UnicodeEncodeError as error:
+        bad = text[error.start]
+        shown = f'byte 0x{ord(bad) - 0xDC00:02x}' if 0xDC80 <= ord(bad) <= 0xDCFF else f'character {bad!r}'
+        raise InputError(f'{what} is not valid UTF-8 text ({shown} at character {error.start})') from None
 
 
 def render(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message], add_generation_prompt: bool) -> str:

@@ -16,7 +16,7 @@ from typing import Any, Iterator, List, Optional
 
 from vlm.errors import InputError
 
-from .chat import Message
+from .chat import Message, check_text
 from .inference import VisionLanguagePredictor
 from .processor import ImageInput, PromptTooLongError
 from .tokenizer import IMAGE_TOKEN
@@ -39,14 +39,14 @@ class ChatSession:
     def reset(self) -> None:
         """Forget the dialogue and any image not yet sent."""
         self.messages: List[Message] = [{'role': 'system', 'content': self.system}] if self.system else []
-        self.images: List[Any] = []  # (3, S, S) pixel values, in the order of the placeholders in `messages`
+        self.images: List[Any] = []  # (3, S, S) images in [0, 1], in the order of the placeholders in `messages`
         self.pending: List[Any] = []  # added by `add_image`, bound to the next message
         self.dropped_turns = 0
 
     def add_image(self, image: ImageInput) -> None:
         """Read an image now (a bad file raises `DataError` here, not at the next answer); the next message shows
         it, after any other pending image."""
-        self.pending.append(self.predictor.processor.pixel_values([image])[0])  # (3, S, S)
+        self.pending.append(self.predictor.processor.load_image(image))  # (3, S, S) in [0, 1]
 
     def _prompt_length(self, messages: List[Message], images: int) -> int:
         ids, _ = self.predictor.processor.encode_conversation(messages, images, add_generation_prompt=True)
@@ -83,6 +83,7 @@ class ChatSession:
         the history as it was."""
         if not isinstance(text, str) or not (text.strip() or self.pending):
             raise InputError('empty message')
+        check_text(text, 'the message')
         saved = (list(self.messages), list(self.images), list(self.pending))
         placeholders = IMAGE_TOKEN * len(self.pending) + ('\n' if self.pending else '')
         self.messages.append({'role': 'user', 'content': placeholders + text.strip()})

@@ -21,10 +21,16 @@ PACKINGS = ('sequences', 'turns')
 Sample = Tuple[List[Message], List[Any]]  # (conversation, its images)
 
 
+def has_text(record: Dict[str, Any]) -> bool:
+    """Whether a record has something to say (captions, questions or a conversation), not just objects."""
+    return any(record.get(key) is not None for key in ('conversations', 'captions', 'qa', 'question'))
+
+
 class VisionLanguageCollator:
     """A list of records -> {'inputs': model inputs with labels, 'records': count, 'skipped': counts by reason}, and
     for evaluation also 'generation_inputs' (left-padded prompts) and 'targets' (what each prompt is scored
     against: 'captions' / 'answers' / 'answer_type' with their ids, or a conversation turn's 'reference').
+    Records with objects and no text give 'tag_inputs' instead: pixel_values with their tag targets.
 
     training: learn `texts_per_image` of a record's captions or grouped questions (0: all), drawn at random, each
         image encoded once for all of them. packing: 'sequences' (one sequence per text) or 'turns' (all the
@@ -86,18 +92,28 @@ class VisionLanguageCollator:
     def __call__(self, records: Sequence[Any]) -> Dict[str, Any]:
         usable, skipped = split_skipped(records)
         batch: Dict[str, Any] = {'records': len(usable), 'skipped': skipped}
+        tagged = [record for record in usable if not has_text(record)]
+        if tagged:
+            images = [record['image'] for record in tagged]
+            centres, labels = self.processor.tag_targets([record['instances'] for record in tagged])
+            batch['tag_inputs'] = {'pixel_values': self.processor.pixel_values(images), 'tag_centres': centres,
+                                   'tag_labels': labels}
+        usable = [record for record in usable if has_text(record)]
         if not usable:
             return batch
+        instances = {id(record['image']): record['instances'] for record in usable if 'instances' in record}
         samples = [sample for record in usable for sample in
                    (self.training_samples(record) if self.training else [self._evaluation_sample(record)])]
         conversations, images = zip(*samples)
         batch['inputs'] = dict(self.processor.batch_conversations(
-            conversations, images, padding_side='right', truncation=self.truncation, share_images=True))
+            conversations, images, padding_side='right', truncation=self.truncation, share_images=True,
+            instances=instances or None))
         if not self.training:
             prompts, targets = zip(*[prompt for record in usable for prompt in self.prompts(record)])
             messages, prompt_images = zip(*prompts)
             batch['generation_inputs'] = dict(self.processor.batch_conversations(
-                messages, prompt_images, add_generation_prompt=True, padding_side='left'))
+                messages, prompt_images, add_generation_prompt=True, padding_side='left',
+                instances=instances or None))
             batch['targets'] = list(targets)
         return batch
 

@@ -1,7 +1,7 @@
 """`VisionLanguageConfig`: the encoder (a timm name + kwargs), the projector, and a `LlamaConfig` for the decoder."""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers import LlamaConfig, PretrainedConfig
@@ -18,6 +18,9 @@ class VisionLanguageConfig(PretrainedConfig):
     projector_hidden_size: hidden width of the 2-layer GELU MLP (default: the decoder's hidden size).
     projector: 'mlp' (the MLP's output is the image token) or 'vocabulary' (it is a query whose soft look-up in the
         decoder's word embeddings is the image token; `vlm.language.projector.soft_vocabulary_lookup`).
+    tags: the cell tagger's settings (`vlm.language.tags.TagSettings` as a dict; None: no tagger), whose image tokens
+        are added to the projector's; tag_word_ids: each tag word's token ids in the decoder's vocabulary, per
+        vocabulary (filled in by `build_vision_language_model` from the tokenizer).
     text_config: a `LlamaConfig` (or its dict) for the `LlamaForCausalLM` decoder.
     image_token_id: the id of the `<image>` placeholder token in the tokenizer.
     image_size / image_mean / image_std: the processor's image settings (square resize, then normalise).
@@ -35,6 +38,8 @@ class VisionLanguageConfig(PretrainedConfig):
             pixel_shuffle: int = 1,
             projector_hidden_size: Optional[int] = None,
             projector: str = 'mlp',
+            tags: Optional[Dict[str, Any]] = None,
+            tag_word_ids: Optional[List[List[List[int]]]] = None,
             text_config: Optional[Union[LlamaConfig, Dict[str, Any]]] = None,
             image_token_id: int = 0,
             image_size: int = 224,
@@ -54,6 +59,8 @@ class VisionLanguageConfig(PretrainedConfig):
         self.pixel_shuffle = pixel_shuffle
         self.projector_hidden_size = projector_hidden_size
         self.projector = projector
+        self.tags = dict(tags) if tags is not None else None
+        self.tag_word_ids = tag_word_ids
         self.image_token_id = image_token_id
         self.image_size = image_size
         self.image_mean = list(image_mean)

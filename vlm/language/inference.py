@@ -14,7 +14,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, List, Optional, Sequence, Union
+from typing import Any, Iterator, List, Mapping, Optional, Sequence, Union
 
 import torch
 from safetensors import SafetensorError
@@ -23,7 +23,7 @@ from vlm.errors import DataError, InputError, MissingFileError
 
 from .chat import Message
 from .modeling import VisionLanguageModel
-from .processor import PROCESSOR_CONFIG, ImageInput, PromptTooLongError, VisionLanguageProcessor
+from .processor import PROCESSOR_CONFIG, ImageInput, Instances, PromptTooLongError, VisionLanguageProcessor
 from .prompts import caption_conversation, text_conversation, vqa_conversation, vqa_prompt
 
 log = logging.getLogger(__name__)
@@ -60,9 +60,16 @@ class VisionLanguagePredictor:
             raise MissingFileError(directory, 'not a model directory (no config.json): write one with `vlm export`')
         for name in ('config.json', PROCESSOR_CONFIG):
             try:
-                json.loads((directory / name).read_text(encoding='utf-8'))
+                content = json.loads((directory / name).read_text(encoding='utf-8'))
             except (OSError, ValueError) as error:
                 raise DataError(directory / name, f'not a readable JSON file ({error})') from None
+            if not isinstance(content, dict):
+                raise DataError(directory / name, f'expected a JSON object, got a {type(content).__name__}')
+            if name == 'config.json' and content.get('model_type') != VisionLanguageModel.config_class.model_type:
+                raise DataError(directory / name, f"not a vlm vision-language model (model_type "
+                                                  f"{content.get('model_type')!r}, expected "
+                                                  f"{VisionLanguageModel.config_class.model_type!r})",
+                                field='model_type')
         if not any((directory / name).is_file() for name in ('model.safetensors', 'model.safetensors.index.json')):
             raise MissingFileError(directory, 'no model.safetensors: write the folder with `vlm export`')
         try:
@@ -80,9 +87,11 @@ class VisionLanguagePredictor:
     # -- generation ----------------------------------------------------------------------------------------------
     @torch.inference_mode()
     def reply(self, conversations: Sequence[Sequence[Message]],
-              images: Optional[Sequence[Sequence[ImageInput]]] = None, **generation: Any) -> List[str]:
+              images: Optional[Sequence[Sequence[ImageInput]]] = None,
+              instances: Optional[Mapping[int, Instances]] = None, **generation: Any) -> List[str]:
         """The assistant's next message in each conversation (its images: one per `<image>`, in order), in batches
-        of `batch_size`."""
+        of `batch_size`. instances: id(image) -> its objects, for a model whose tags come from annotations (the
+        oracle, `tags.source: annotations`)."""
         images = [list(group) for group in images] if images is not None else [[] for _ in conversations]
         if len(images) != len(conversations):
             raise InputError(f'{len(conversations)} conversations but {len(images)} image lists')
@@ -90,7 +99,8 @@ class VisionLanguagePredictor:
         for start in range(0, len(conversations), self.batch_size):
             end = start + self.batch_size
             inputs = self.processor.batch_conversations(conversations[start:end], images[start:end],
-                                                        add_generation_prompt=True, padding_side='left')
+                                                        add_generation_prompt=True, padding_side='left',
+                                                        instances=instances)
             texts += self.generate_from(dict(inputs), **generation)
         return texts
 
@@ -147,13 +157,17 @@ class VisionLanguagePredictor:
         """One caption per image (paths, PIL images or (3, H, W) uint8 tensors, any size)."""
         return self.reply([caption_conversation()] * len(images), [[image] for image in images], **generation)
 
-    def ask(self, images: Sequence[ImageInput], questions: Union[str, Sequence[str]], **generation: Any) -> List[str]:
-        """The answer to `questions` (one for all images, or one per image) about each image."""
+    def ask(self, images: Sequence[ImageInput], questions: Union[str, Sequence[str]],
+            instances: Optional[Sequence[Instances]] = None, **generation: Any) -> List[str]:
+        """The answer to `questions` (one for all images, or one per image) about each image; instances: each
+        image's objects, for a model whose tags come from annotations."""
         questions = [questions] * len(images) if isinstance(questions, str) else list(questions)
         if len(questions) != len(images):
             raise InputError(f'{len(questions)} questions for {len(images)} images')
+        images = [self.processor.load_image(image) for image in images] if instances is not None else list(images)
+        by_image = {id(image): objects for image, objects in zip(images, instances)} if instances is not None else None
         return self.reply([vqa_conversation([question]) for question in questions], [[image] for image in images],
-                          **generation)
+                          instances=by_image, **generation)
 
     def complete(self, prompts: Sequence[str], **generation: Any) -> List[str]:
         """Text-only: the decoder's answer to each prompt (no image), through the chat template."""
@@ -173,7 +187,7 @@ class VisionLanguagePredictor:
         readable, pixels = [], []
         for answer in answers:
             try:
-                pixels.append(self.processor.pixel_values([answer.source])[0])  # (3, S, S)
+                pixels.append(self.processor.load_image(answer.source))  # (3, S, S) in [0, 1]
                 readable.append(answer)
             except DataError as error:
                 answer.error = str(error)

@@ -6,7 +6,8 @@ image is encoded once, at prefill: `generate` drops `pixel_values` from later st
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Any, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -18,7 +19,16 @@ from vlm.errors import InputError
 
 from .configuration import VisionLanguageConfig
 from .projector import Projector
+from .tagger import CellTagger, TagLogits, annotated_tags, check_grid, predicted_tags, tag_tokens, word_embeddings
+from .tags import TagSettings
 from .tokenizer import IGNORE_INDEX
+
+
+@dataclass
+class VisionLanguageOutput(CausalLMOutputWithPast):
+    """The decoder's output, and with a tagger and tag targets, its logits (`TagLogits`) for the tag loss."""
+
+    tag_logits: Optional[TagLogits] = None
 
 
 class ImageTokenMismatchError(InputError):
@@ -61,13 +71,20 @@ class VisionLanguageModel(PreTrainedModel, GenerationMixin):
         self.projector = Projector(
             config.encoder_hidden_size, text_hidden, config.projector_hidden_size or text_hidden, config.pixel_shuffle,
             getattr(config, 'projector', 'mlp'))
+        self.tag_settings = TagSettings.of(config.tags)
+        self.tagger = (CellTagger(config.encoder_hidden_size, self.tag_settings, config.pixel_shuffle)
+                       if self.tag_settings is not None else None)
         self.language_model = LlamaForCausalLM(config.text_config)
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
-        """Only the projector is initialised here: timm and Llama initialise their own modules."""
+        """Only the projector is initialised here: timm, Llama and the tagger initialise their own modules. With a
+        tagger, the projector's output layer starts at zero: the image tokens are the tag words alone at first, and
+        the continuous tokens grow only as far as they help."""
         if isinstance(module, nn.Linear) and any(module is m for m in self.projector.modules()):
             nn.init.normal_(module.weight, std=self.config.text_config.initializer_range)
+            if self.config.tags is not None and module is self.projector.fc2:
+                nn.init.zeros_(module.weight)
             nn.init.zeros_(module.bias)
 
     def get_input_embeddings(self) -> nn.Module:
@@ -82,26 +99,66 @@ class VisionLanguageModel(PreTrainedModel, GenerationMixin):
     def get_decoder(self) -> nn.Module:
         return self.language_model.get_decoder()
 
-    def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def get_image_features(self, pixel_values: torch.Tensor, tag_centres: Optional[torch.Tensor] = None,
+                           tag_labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(B, 3, H, W) images -> (B, N, D) decoder-space image tokens, N = config.image_tokens(H, W)."""
+        return self.encode_images(pixel_values, tag_centres, tag_labels)[0]
+
+    def tag(self, pixel_values: torch.Tensor) -> TagLogits:
+        """The tagger's logits for (B, 3, H, W) images, on the (H/(p s), W/(p s)) token grid."""
+        if self.tagger is None:
+            raise ValueError('this model has no tagger (its config has no tags)')
+        return self.tagger(self._grids(pixel_values), pixel_values)
+
+    def _grids(self, pixel_values: torch.Tensor) -> List[torch.Tensor]:
+        """The encoder's grids the tagger reads (at `tags.indices`), the final one last: [(B, C, H/p, W/p)]."""
+        indices = self.tag_settings.indices if self.tag_settings is not None else ()
         encoder_dtype = next(self.encoder.parameters()).dtype
-        grid = dense_features(self.encoder, pixel_values.to(encoder_dtype)).last  # (B, C, H/p, W/p)
+        features = dense_features(self.encoder, pixel_values.to(encoder_dtype), indices=indices, norm=True)
+        return [*features.intermediates, features.last]
+
+    def encode_images(self, pixel_values: torch.Tensor, tag_centres: Optional[torch.Tensor] = None,
+                      tag_labels: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, Optional[TagLogits]]:
+        """(B, 3, H, W) images -> (image tokens (B, N, D), the tagger's logits or None).
+
+        Image tokens: the projector's continuous tokens, plus with a tagger its tag tokens (`tag_tokens`): from
+        the tagger's predictions, or with `tags.source: annotations` from the ground-truth targets tag_centres
+        (B, g_h, g_w) and tag_labels (B, V, g_h, g_w) (the oracle)."""
+        settings = self.tag_settings
+        grids = self._grids(pixel_values)
         vocabulary = self.get_input_embeddings().weight if self.projector.kind == 'vocabulary' else None
-        return self.projector(grid, vocabulary)  # (B, N, D)
+        tokens = self.projector(grids[-1], vocabulary)  # (B, N, D)
+        if self.tagger is None:
+            return tokens, None
+        logits = self.tagger(grids, pixel_values)
+        check_grid(logits, tag_centres)
+        if settings.source == 'annotations':
+            if tag_centres is None or tag_labels is None:
+                raise InputError("this model's tags come from annotations (tags.source: annotations, the oracle): "
+                                 'give the images\' instance annotations')
+            tags = annotated_tags(tag_centres, tag_labels, [len(w) for w in settings.vocabularies.values()])
+        else:
+            tags = predicted_tags(logits)
+        embeddings = self.get_input_embeddings().weight
+        vocabularies = [word_embeddings(embeddings, ids) for ids in self.config.tag_word_ids]
+        return tokens + tag_tokens(tags.centre, tags.words, vocabularies).to(tokens.dtype), logits
 
     def merge_image_tokens(
             self, input_ids: torch.Tensor, inputs_embeds: torch.Tensor, pixel_values: Optional[torch.Tensor],
             image_index: Optional[torch.Tensor] = None,
-    ) -> torch.Tensor:
+            tag_centres: Optional[torch.Tensor] = None,
+            tag_labels: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, Optional[TagLogits]]:
         """Write each image's tokens into its placeholders, in order. input_ids (B, L), inputs_embeds (B, L, D);
-        image_index (R,): the row of pixel_values each placeholder run shows (default: one image per run)."""
+        image_index (R,): the row of pixel_values each placeholder run shows (default: one image per run).
+        Returns the embeddings and the tagger's logits (None without a tagger or images)."""
         placeholders = input_ids == self.config.image_token_id  # (B, L)
         count = int(placeholders.sum())
         if pixel_values is None:
             if count:
                 raise ImageTokenMismatchError(f'the prompt has {count} <image> tokens but no image was given')
-            return inputs_embeds
-        image_tokens = self.get_image_features(pixel_values)  # (I, N, D)
+            return inputs_embeds, None
+        image_tokens, tag_logits = self.encode_images(pixel_values, tag_centres, tag_labels)  # (I, N, D)
         if image_index is not None:
             if image_index.numel() and not 0 <= int(image_index.min()) <= int(image_index.max()) < len(image_tokens):
                 raise ImageTokenMismatchError(
@@ -113,7 +170,7 @@ class VisionLanguageModel(PreTrainedModel, GenerationMixin):
                 f'{image_tokens.shape[0]} x {image_tokens.shape[1]} image tokens, but the prompts have {count} '
                 f'<image> placeholders')
         mask = placeholders.unsqueeze(-1).expand_as(inputs_embeds)
-        return inputs_embeds.masked_scatter(mask, image_tokens.to(inputs_embeds.dtype))
+        return inputs_embeds.masked_scatter(mask, image_tokens.to(inputs_embeds.dtype)), tag_logits
 
     def forward(
             self,
@@ -125,9 +182,11 @@ class VisionLanguageModel(PreTrainedModel, GenerationMixin):
             labels: Optional[torch.LongTensor] = None,
             logits_to_keep: int | torch.Tensor = 0,
             image_index: Optional[torch.LongTensor] = None,
+            tag_centres: Optional[torch.Tensor] = None,
+            tag_labels: Optional[torch.Tensor] = None,
             labelled_logits_only: bool = False,
             **kwargs: Any,
-    ):
+    ) -> VisionLanguageOutput:
         """input_ids (B, L) with `<image>` placeholders; pixel_values (I, 3, H, W), one per placeholder run, in
         batch order, or, with image_index (R,), the I distinct images the R runs show (several prompts about one
         image encode it once); labels (B, L) with -100 where no loss is taken. Returns the decoder's
@@ -140,9 +199,11 @@ class VisionLanguageModel(PreTrainedModel, GenerationMixin):
         positions, which for a 49k vocabulary are a quarter of a 135M decoder's step."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError('give exactly one of input_ids and inputs_embeds')
+        tag_logits = None
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)  # (B, L, D)
-            inputs_embeds = self.merge_image_tokens(input_ids, inputs_embeds, pixel_values, image_index)
+            inputs_embeds, tag_logits = self.merge_image_tokens(input_ids, inputs_embeds, pixel_values, image_index,
+                                                                tag_centres, tag_labels)
         if labelled_logits_only and labels is not None:
             hidden = self.get_decoder()(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
                                         position_ids=position_ids, **kwargs).last_hidden_state  # (B, L, D)
@@ -150,7 +211,8 @@ class VisionLanguageModel(PreTrainedModel, GenerationMixin):
             keep = targets != IGNORE_INDEX
             logits = self.get_output_embeddings()(hidden[:, :-1][keep])  # (N, V)
             loss = nn.functional.cross_entropy(logits.float(), targets[keep])
-            return CausalLMOutputWithPast(loss=loss, logits=logits)
-        return self.language_model(
+            return VisionLanguageOutput(loss=loss, logits=logits, tag_logits=tag_logits)
+        output = self.language_model(
             inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids, labels=labels,
             logits_to_keep=logits_to_keep, **kwargs)
+        return VisionLanguageOutput(**output, tag_logits=tag_logits)

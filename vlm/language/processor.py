@@ -14,22 +14,22 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers import BatchFeature, PreTrainedTokenizerBase
 
-from vlm.errors import InputError
-from vlm.io.images import load_rgb
+from vlm.errors import DataError, InputError, MissingFileError
+from vlm.io.images import ImageInput, image_unit_range
+from vlm.io.json_files import read_json
 
 from .chat import Message, Piece, render_turns
+from .tags import TagSettings, batch_cell_targets
 from .tokenizer import IGNORE_INDEX, IMAGE_TOKEN, load_tokenizer
 
-ImageInput = Union[str, Path, Image.Image, torch.Tensor]
+Instances = Mapping[str, Any]  # an image's objects: 'owner' (H, W), 'centroids' (M, 2), 'words' [{field: word}]
 PROCESSOR_CONFIG = 'processor_config.json'
 Encoded = Tuple[List[int], List[int]]  # (input ids, labels)
 
@@ -53,11 +53,16 @@ class ImageSettings:
 
     @property
     def tokens_per_image(self) -> int:
+        return self.grid ** 2
+
+    @property
+    def grid(self) -> int:
+        """Image tokens per side: image_size / (patch_size * pixel_shuffle)."""
         unit = self.patch_size * self.pixel_shuffle
         if self.image_size <= 0 or self.image_size % unit:
             raise InputError(f'image_size {self.image_size} is not a positive multiple of patch_size * '
                              f'pixel_shuffle = {unit}')
-        return (self.image_size // unit) ** 2
+        return self.image_size // unit
 
 
 class VisionLanguageProcessor:
@@ -65,46 +70,66 @@ class VisionLanguageProcessor:
 
     max_length: the decoder's context (max_position_embeddings); longer sequences raise `PromptTooLongError`, or
     with `truncation=True` lose their last tokens (targets first), never image tokens.
+    tags: for a model with a tagger, its `TagSettings`: images given with their instances then also get tag targets
+        (`vlm.language.tags.cell_targets`).
     """
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, settings: ImageSettings, max_length: int) -> None:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, settings: ImageSettings, max_length: int,
+                 tags: Optional[TagSettings] = None) -> None:
         self.tokenizer = tokenizer
         self.settings = settings
         self.max_length = max_length
+        self.tags = tags
         self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
 
     @classmethod
     def from_model_config(cls, tokenizer: PreTrainedTokenizerBase, config: Any) -> 'VisionLanguageProcessor':
-        """From a `VisionLanguageConfig` (its image settings and the decoder's context length)."""
+        """From a `VisionLanguageConfig` (its image settings, the decoder's context length, the tags' cover)."""
         settings = ImageSettings(config.image_size, config.patch_size, config.pixel_shuffle,
                                  list(config.image_mean), list(config.image_std))
-        return cls(tokenizer, settings, config.text_config.max_position_embeddings)
+        return cls(tokenizer, settings, config.text_config.max_position_embeddings, TagSettings.of(config.tags))
 
     # ---- images ----
-    def pixel_values(self, images: Sequence[ImageInput]) -> torch.Tensor:
-        """Images -> (I, 3, S, S) float pixel values, S = image_size.
-
-        Paths, PIL images and (3, H, W) uint8 tensors of any size are resized and normalised; float (3, H, W)
-        tensors are taken as already normalised (a datamodule's output) and only resized when H, W != S.
-        """
+    def load_image(self, image: ImageInput) -> torch.Tensor:
+        """One image, converted by `image_unit_range` (a path, a PIL image, a uint8 tensor or a float tensor in
+        [0, 1]; anything ambiguous refused) and resized (bilinear, antialiased) -> (3, S, S) in [0, 1]: read once,
+        it can be given again to `pixel_values` unchanged."""
         size = self.settings.image_size
+        image = image_unit_range(image)  # (3, H, W) in [0, 1]
+        if tuple(image.shape[-2:]) != (size, size):
+            image = F.interpolate(image[None], size=(size, size), mode='bilinear', antialias=True,
+                                  align_corners=False)[0].clamp(0, 1)  # (3, S, S)
+        return image
+
+    def pixel_values(self, images: Sequence[ImageInput]) -> torch.Tensor:
+        """Images -> (I, 3, S, S) normalised pixel values, S = image_size (`load_image`, then (x - mean) / std).
+        Training (the datamodules hand the collator the images as they are) and inference take this one path."""
         mean = torch.tensor(self.settings.image_mean).view(3, 1, 1)
         std = torch.tensor(self.settings.image_std).view(3, 1, 1)
-        tensors = []
-        for image in images:
-            if isinstance(image, (str, Path)):
-                image = load_rgb(image)  # DataError naming the file when it is missing, unreadable or huge
-            if isinstance(image, Image.Image):
-                image = torch.from_numpy(np.asarray(image.convert('RGB')).copy()).permute(2, 0, 1)  # (3, H, W)
-            if image.ndim != 3 or image.shape[0] != 3:
-                raise InputError(f'expected a (3, H, W) image, got shape {tuple(image.shape)}')
-            normalised = image.is_floating_point()
-            image = image.float() if normalised else image.float() / 255.0
-            if tuple(image.shape[-2:]) != (size, size):
-                image = F.interpolate(image[None], size=(size, size), mode='bilinear', antialias=True,
-                                      align_corners=False)[0]  # (3, S, S)
-            tensors.append(image if normalised else (image - mean) / std)
-        return torch.stack(tensors)  # (I, 3, S, S)
+        return torch.stack([(self.load_image(image) - mean) / std for image in images])  # (I, 3, S, S)
+
+    def tag_targets(self, instances: Sequence[Instances]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Images' objects -> their tag targets on the token grid: centres (I, g, g), labels (I, V, g, g)."""
+        if self.tags is None:
+            raise InputError('tag targets asked of a processor whose model has no tagger (no tags in its config)')
+        grid = self.settings.grid
+        labelled = [{'owner': item['owner'], 'centroids': item['centroids'], 'labels': self.tag_labels(item['words'])}
+                    for item in instances]
+        return batch_cell_targets(labelled, (grid, grid), self.tags.min_cover)
+
+    def tag_labels(self, words: Sequence[Mapping[str, str]]) -> torch.Tensor:
+        """Objects' words -> (M, V) indices into each tag vocabulary; a missing field or a word outside its
+        vocabulary is refused, naming both."""
+        labels = torch.empty(len(words), len(self.tags.vocabularies), dtype=torch.long)
+        for row, fields in enumerate(words):
+            for column, (name, vocabulary) in enumerate(self.tags.vocabularies.items()):
+                if name not in fields:
+                    raise InputError(f"an object has no '{name}' (it has {sorted(fields)}): the tags' vocabularies "
+                                     f'name fields every annotation must carry')
+                if fields[name] not in vocabulary:
+                    raise InputError(f"'{fields[name]}' is not among the tag words of '{name}': {vocabulary}")
+                labels[row, column] = vocabulary.index(fields[name])
+        return labels
 
     # ---- text ----
     def _text_ids(self, text: str) -> List[int]:
@@ -199,23 +224,28 @@ class VisionLanguageProcessor:
             padding_side: str = 'left',
             truncation: bool = False,
             share_images: bool = False,
+            instances: Optional[Mapping[int, Instances]] = None,
     ) -> BatchFeature:
         """Conversations[i] with its images[i] (a list, one per `<image>`, in order) -> the model's inputs, with
         labels on the assistant turns. `add_generation_prompt`: end each with the template's assistant opening,
-        for the model to answer (inference)."""
+        for the model to answer (inference). instances: see `batch`."""
         images = [list(group) for group in images] if images is not None else [[] for _ in conversations]
         if len(images) != len(conversations):
             raise InputError(f'{len(conversations)} conversations but {len(images)} image lists')
         encoded = [self.encode_conversation(messages, len(group), add_generation_prompt, truncation)
                    for messages, group in zip(conversations, images)]
-        return self.batch(encoded, images, padding_side, share_images, with_labels=not add_generation_prompt)
+        return self.batch(encoded, images, padding_side, share_images, with_labels=not add_generation_prompt,
+                          instances=instances)
 
     def batch(self, encoded: Sequence[Encoded], images: Sequence[Sequence[ImageInput]], padding_side: str = 'left',
-              share_images: bool = False, with_labels: bool = True) -> BatchFeature:
+              share_images: bool = False, with_labels: bool = True,
+              instances: Optional[Mapping[int, Instances]] = None) -> BatchFeature:
         """Pad encoded sequences into tensors, images in order of their placeholders.
 
         share_images: the same image object given for several sequences is kept once in pixel_values, and
-        image_index (R,) says which row each of the R placeholder runs shows, so the model encodes it once."""
+        image_index (R,) says which row each of the R placeholder runs shows, so the model encodes it once.
+        instances: id(image) -> that image's objects (`Instances`); when every image has them, tag_centres
+        (I, g, g) and tag_labels (I, V, g, g) are added, row for row with pixel_values (`cell_targets`)."""
         length = max(len(ids) for ids, _ in encoded)
         pad = self.tokenizer.pad_token_id
         input_ids, attention, labels = [], [], []
@@ -233,11 +263,12 @@ class VisionLanguageProcessor:
         if share_images and given:
             rows: Dict[int, int] = {}
             index = [rows.setdefault(id(image), len(rows)) for image in given]
-            distinct = list({id(image): image for image in given}.values())
-            data['pixel_values'] = self.pixel_values(distinct)
+            given = list({id(image): image for image in given}.values())
             data['image_index'] = torch.tensor(index, dtype=torch.long)
-        elif given:
+        if given:
             data['pixel_values'] = self.pixel_values(given)
+            if instances is not None and all(id(image) in instances for image in given):
+                data['tag_centres'], data['tag_labels'] = self.tag_targets([instances[id(image)] for image in given])
         if with_labels:
             data['labels'] = torch.tensor(labels, dtype=torch.long)
         return BatchFeature(data)
@@ -252,7 +283,8 @@ class VisionLanguageProcessor:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.tokenizer.save_pretrained(str(directory))
-        config = {'image_settings': asdict(self.settings), 'max_length': self.max_length}
+        config = {'image_settings': asdict(self.settings), 'max_length': self.max_length,
+                  'tags': self.tags.as_dict() if self.tags else None}
         (directory / PROCESSOR_CONFIG).write_text(json.dumps(config, indent=2) + '\n')
 
     @classmethod
@@ -260,6 +292,20 @@ class VisionLanguageProcessor:
         directory = Path(directory)
         config_file = directory / PROCESSOR_CONFIG
         if not config_file.is_file():
-            raise FileNotFoundError(f'{config_file} is missing: is {directory} a vlm model directory?')
-        config = json.loads(config_file.read_text())
-        return cls(load_tokenizer(directory), ImageSettings(**config['image_settings']), config['max_length'])
+            raise MissingFileError(config_file, f'missing: is {directory} a vlm model directory (`vlm export`)?')
+        config = read_json(config_file, 'processor config')
+        if not isinstance(config, dict) or not isinstance(config.get('image_settings'), dict):
+            raise DataError(config_file, 'expected a JSON object with image_settings (image_size, patch_size, '
+                                         'pixel_shuffle, image_mean, image_std) and max_length', field='image_settings')
+        try:
+            settings = ImageSettings(**config['image_settings'])
+            settings.tokens_per_image  # image_size a multiple of patch_size * pixel_shuffle
+            max_length = int(config['max_length'])
+            tags = TagSettings.of(config.get('tags'))
+        except (TypeError, KeyError, ValueError, ZeroDivisionError, InputError) as error:
+            raise DataError(config_file, f'unusable processor settings ({type(error).__name__}: {error})'[:300],
+                            field='image_settings') from None
+        if not any((directory / name).is_file() for name in ('tokenizer.json', 'tokenizer_config.json')):
+            raise MissingFileError(directory, 'no tokenizer files (tokenizer.json, tokenizer_config.json): write the '
+                                              'folder with `vlm export`', field='tokenizer')
+        return cls(load_tokenizer(directory), settings, max_length, tags)

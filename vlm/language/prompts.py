@@ -16,7 +16,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 from vlm.errors import InputError
 
-from .chat import Message
+from .chat import Message, check_text
 from .tokenizer import IMAGE_TOKEN
 
 CAPTION_PROMPT = 'Caption:'
@@ -31,6 +31,7 @@ def vqa_prompt(question: str) -> str:
     """The VQA prompt; an empty question is refused."""
     if not isinstance(question, str) or not question.strip():
         raise InputError(f'empty question: {question!r}')
+    check_text(question, 'the question')
     return VQA_PROMPT.format(question=question.strip())
 
 

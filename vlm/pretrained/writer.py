@@ -2,11 +2,11 @@
 sibling folder renamed into place when complete)."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Callable, Dict, Union
 
-from vlm.errors import DataError, InputError
+from vlm.errors import InputError
+from vlm.io.folders import check_output_folder, staged_folder
 
 from .dinov2 import write_dinov2
 from .smollm2 import write_smollm2
@@ -24,18 +24,9 @@ def write_weights(name: str, out: Union[str, Path], overwrite: bool = False) -> 
     if name not in SOURCES:
         raise InputError(f'unknown weights {name!r}; known: {", ".join(sorted(SOURCES))}')
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise DataError(out, 'exists and is not empty; give an empty or new folder, or --overwrite')
+    check_output_folder(out, overwrite)
     source = SOURCES[name]
     path = locate(source)
-    staging = out.parent / f'.{out.name}.partial'
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with staged_folder(out) as staging:
         WRITERS[name](path, staging, source)
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out

@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 from lightning.pytorch.callbacks import BaseFinetuning
 
+from vlm.evaluation.tag_accuracy import TagAccuracy
 from vlm.evaluation.text_metrics import CaptionScores, ConversationAccuracy, VqaAccuracy
 from vlm.io.checkpoints import read_checkpoint
 from vlm.language.build import build_vision_language_model
@@ -22,12 +23,14 @@ from vlm.language.checkpoint import (
 )
 from vlm.language.collator import PACKINGS, VisionLanguageCollator
 from vlm.language.lora import LoraSettings, add_lora, count_parameters, merged
+from vlm.language.tagger import TagLogits, tag_loss
+from vlm.language.tags import TagSettings
 from vlm.language.tokenizer import load_tokenizer, train_bpe_tokenizer
 
 from .base import CompileOptions, VlmTask
 from .optimization import Optimization
 
-PARTS = ('encoder', 'projector', 'decoder')
+PARTS = ('encoder', 'projector', 'tagger', 'decoder')
 
 
 class VisionLanguageTask(VlmTask):
@@ -45,6 +48,13 @@ class VisionLanguageTask(VlmTask):
     init_checkpoint: initial weights of the whole model from an earlier VisionLanguageTask checkpoint (stage 2
         starts from stage 1's); unlike `--ckpt_path` it restores no optimizer or step. Without `tokenizer` /
         `decoder_path` the checkpoint's own tokenizer is used; a different one is refused.
+    tags: the cell tagger (`vlm.language.tags.TagSettings`: vocabularies, source, indices, mean_rgb, hidden_size,
+        min_cover, loss_weight): its tag tokens, words per cell in the decoder's own embeddings, are added to the
+        projector's. It learns from records that carry their image's objects (the datamodule's 'instances' task,
+        or `attach_instances`), with `loss_weight` times its loss beside the text loss; validation logs
+        `val/tags/<field>` (accuracy of the words on object cells), `val/tags/objects` (the lowest of them),
+        `val/tags/centre_f1` and `val/tags/count`. Stage 1 of a tagged recipe trains the tagger alone (`trainable:
+        [tagger]` on 'instances'); stage 2 starts from its checkpoint with `init_checkpoint`.
     trainable: which parts learn all their weights: ('projector',) is LLaVA stage 1, ('projector', 'decoder')
         stage 2; the rest are frozen (Lightning's `BaseFinetuning.freeze`: requires_grad False, eval mode) unless
         they have LoRA adapters. lr_encoder / lr_decoder: their learning rates (default `optimization.lr`, which
@@ -78,6 +88,7 @@ class VisionLanguageTask(VlmTask):
             pixel_shuffle: int = 1,
             projector_hidden_size: Optional[int] = None,
             projector: str = 'mlp',
+            tags: Optional[TagSettings] = None,
             image_size: int = 224,
             trainable: Sequence[str] = PARTS,
             lora: Optional[LoraSettings] = None,
@@ -99,6 +110,9 @@ class VisionLanguageTask(VlmTask):
         if unknown:
             raise ValueError(f'trainable parts must be among {PARTS}, got {sorted(unknown)}')
         self.lora = LoraSettings.of(lora)
+        self.tags = TagSettings.of(tags)
+        if 'tagger' in trainable and self.tags is None and tuple(trainable) != PARTS:
+            raise ValueError("trainable names 'tagger' but the model has no tags")
         both = set(trainable) & set(self.lora.parts if self.lora else ())
         if both:
             raise ValueError(f'{sorted(both)}: a part learns all its weights (trainable) or LoRA adapters, not both')
@@ -114,6 +128,7 @@ class VisionLanguageTask(VlmTask):
         self.caption_scores = CaptionScores()
         self.vqa_accuracy = VqaAccuracy()
         self.conversation_accuracy = ConversationAccuracy()
+        self.tag_accuracy = TagAccuracy(self.tags.fields) if self.tags else None
 
     # -- building ------------------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -148,7 +163,7 @@ class VisionLanguageTask(VlmTask):
         hp = self.hparams
         self.model, self.processor = build_vision_language_model(
             tokenizer, hp.encoder, hp.encoder_kwargs, hp.decoder, hp.decoder_path, hp.pixel_shuffle,
-            hp.projector_hidden_size, hp.image_size, hp.encoder_weights, hp.get('projector', 'mlp'))
+            hp.projector_hidden_size, hp.image_size, hp.encoder_weights, hp.get('projector', 'mlp'), self.tags)
         self.tokenizer_files = tokenizer_to_files(tokenizer)
         if hp.init_checkpoint:
             load_model_weights(self.model, self.processor.tokenizer, hp.init_checkpoint)
@@ -184,8 +199,11 @@ class VisionLanguageTask(VlmTask):
         fully_shard(self.model, mesh=data_parallel)
 
     def parts(self) -> Dict[str, torch.nn.Module]:
-        return {'encoder': self.model.encoder, 'projector': self.model.projector,
-                'decoder': self.model.language_model}
+        parts = {'encoder': self.model.encoder, 'projector': self.model.projector,
+                 'decoder': self.model.language_model}
+        if self.model.tagger is not None:
+            parts['tagger'] = self.model.tagger
+        return parts
 
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
@@ -233,7 +251,7 @@ class VisionLanguageTask(VlmTask):
         """One lr per part (encoder, projector, decoder), no weight decay on 1-D tensors (biases, norms);
         frozen parts are left out."""
         hp, lr = self.hparams, self.optimization.lr
-        rates = {'encoder': hp.lr_encoder or lr, 'projector': lr, 'decoder': hp.lr_decoder or lr}
+        rates = {'encoder': hp.lr_encoder or lr, 'projector': lr, 'tagger': lr, 'decoder': hp.lr_decoder or lr}
         groups = []
         for name, module in self.parts().items():
             params = [p for p in module.parameters() if p.requires_grad]
@@ -247,11 +265,32 @@ class VisionLanguageTask(VlmTask):
         return self.model(**inputs)
 
     def training_step(self, batch: Dict[str, Any], batch_idx: int) -> Optional[torch.Tensor]:
-        if 'inputs' not in batch:
+        losses = []
+        if 'inputs' in batch:
+            output = self.model(**batch['inputs'], labelled_logits_only=True)
+            self.log('train/text_loss', output.loss, batch_size=batch['records'])
+            losses.append(output.loss)
+            losses += self._tag_losses(output.tag_logits, batch['inputs'], 'train')
+        if 'tag_inputs' in batch:
+            inputs = batch['tag_inputs']
+            losses += self._tag_losses(self.model.tag(inputs['pixel_values']), inputs, 'train')
+        if not losses:
             return None  # every record of this batch was skipped as bad input
-        loss = self.model(**batch['inputs'], labelled_logits_only=True).loss
+        loss = sum(losses)
         self.log('train/loss', loss, prog_bar=True, batch_size=batch['records'])
         return loss
+
+    def _tag_losses(self, logits: Optional[TagLogits], inputs: Dict[str, torch.Tensor], split: str
+                    ) -> List[torch.Tensor]:
+        """The weighted tag loss when the tagger has targets and learns (trainable, not an oracle's)."""
+        if logits is None or 'tag_centres' not in inputs or not self._tagger_learns():
+            return []
+        loss = tag_loss(logits, inputs['tag_centres'], inputs['tag_labels'])['loss']
+        self.log(f'{split}/tag_loss', loss, batch_size=len(inputs['tag_centres']))
+        return [self.tags.loss_weight * loss]
+
+    def _tagger_learns(self) -> bool:
+        return 'tagger' in self.hparams.trainable and any(p.requires_grad for p in self.model.tagger.parameters())
 
     @torch.no_grad()
     def generate(self, inputs: Dict[str, torch.Tensor]) -> List[str]:
@@ -273,10 +312,14 @@ class VisionLanguageTask(VlmTask):
         return self.device_mesh is not None or (isinstance(strategy, DeepSpeedStrategy) and strategy.zero_stage_3)
 
     def _evaluation_step(self, batch: Dict[str, Any], split: str) -> None:
+        if 'tag_inputs' in batch:
+            inputs = batch['tag_inputs']
+            self._score_tags(self.model.tag(inputs['pixel_values']), inputs)
         if 'inputs' not in batch:
             return
-        loss = self.model(**batch['inputs'], labelled_logits_only=True).loss
-        self.log(f'{split}/loss', loss, sync_dist=True, batch_size=batch['records'])
+        output = self.model(**batch['inputs'], labelled_logits_only=True)
+        self._score_tags(output.tag_logits, batch['inputs'])
+        self.log(f'{split}/loss', output.loss, sync_dist=True, batch_size=batch['records'])
         for text, target in zip(self.generate(batch['generation_inputs']), batch['targets']):
             if 'captions' in target:
                 self.caption_scores.update([target['image_id']], [text], [target['captions']])
@@ -286,6 +329,11 @@ class VisionLanguageTask(VlmTask):
             elif 'reference' in target:
                 self.conversation_accuracy.update([(target['id'], target['turn'])], [text], [target['reference']],
                                                   [target['images']])
+
+    def _score_tags(self, logits: Optional[TagLogits], inputs: Dict[str, torch.Tensor]) -> None:
+        if logits is not None and 'tag_centres' in inputs:
+            self.tag_accuracy.update(logits.centre.float().sigmoid(), logits.words, inputs['tag_centres'],
+                                     inputs['tag_labels'])
 
     def validation_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
         self._evaluation_step(batch, 'val')
@@ -304,6 +352,9 @@ class VisionLanguageTask(VlmTask):
         rank logs the same values and the checkpoint callbacks agree)."""
         metrics = (self.caption_scores, self.vqa_accuracy, self.conversation_accuracy)
         scores = {key: value for metric in metrics if metric.update_called for key, value in metric.compute().items()}
+        if self.tag_accuracy is not None and self.tag_accuracy.update_called:
+            scores.update({f'tags/{key}': value for key, value in self.tag_accuracy.compute().items()})
+            self.tag_accuracy.reset()
         example = self.caption_scores.examples(1)
         for metric in metrics:
             metric.reset()
