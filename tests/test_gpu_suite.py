@@ -1,5 +1,8 @@
-"""The GPU suite's smoke mode runs every part end to end on the CPU, and its 2:4 mask is NVIDIA's pattern."""
+"""The GPU suite's smoke mode (`python -m benchmarks.speed.gpu_suite --smoke`) runs every part end to end on the
+CPU, and its 2:4 mask is NVIDIA's pattern."""
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,19 +27,18 @@ def test_semi_structured_mask_keeps_the_two_largest_of_every_four():
         semi_structured_mask(torch.randn(2, 6))
 
 
-def test_smoke_mode_runs_every_part_and_writes_its_tables(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO))
-    from benchmarks import gpu_suite
-
+def test_smoke_mode_runs_every_part_and_writes_its_tables(tmp_path):
     shapes = generate_shapes(tmp_path / 'shapes', train_images=8, val_images=4, image_size=64,
                              classification_images_per_class=4, classification_val_images_per_class=2,
                              classification_image_size=64, workers=1)
     out = tmp_path / 'suite'
-    code = gpu_suite.main(['--smoke', '--no-compile', '--out', str(out), '--shapes', str(shapes),
-                           '--decoder', str(tmp_path / 'no_decoder')])
+    result = subprocess.run([sys.executable, '-m', 'benchmarks.speed.gpu_suite', '--smoke', '--no-compile',
+                             '--out', str(out), '--shapes', str(shapes), '--decoder', str(tmp_path / 'no_decoder')],
+                            cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert (out / 'gpu_suite.json').is_file(), result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads((out / 'gpu_suite.json').read_text())
     failed = [row for row in report['rows'] if row['name'] == 'FAILED']
-    assert code == 0 and not failed, failed
+    assert result.returncode == 0 and not failed, (failed, result.stderr[-3000:])
     parts = {row['part'] for row in report['rows']}
     assert parts == {'encoder', 'sparsity', 'strategies', 'vqa'}
     encoder = [row for row in report['rows'] if row['part'] == 'encoder']

@@ -2,9 +2,9 @@
 reads the image loses what it read."""
 from pathlib import Path
 
-from benchmarks.vqa_grounding import derangement, grounding
 from vlm.data import VqaV2
 from vlm.data.shapes import generate_shapes
+from vlm.evaluation.grounding import derangement, grounding
 
 
 def test_derangement_moves_every_scene_to_another():

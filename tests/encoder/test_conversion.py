@@ -5,9 +5,9 @@ import pytest
 import timm
 import torch
 
-from benchmarks.conversion_error import FAMILIES, perturbed_source
 from vlm.cli import main as vlm_main
 from vlm.encoder.conversion import convert, write_converted
+from vlm.encoder.conversion_error import FAMILIES, perturbed_source
 from vlm.errors import InputError
 
 

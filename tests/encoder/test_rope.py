@@ -88,7 +88,7 @@ def test_apply_rotary_matches_real_rotation():
 
 
 def test_axial_rows_turn_with_rows_and_columns_with_columns():
-    rope = RotaryEmbedding2d(head_dim=16, num_heads=2, depth=1, rope_type='axial', num_prefix_tokens=0)
+    rope = RotaryEmbedding2d(head_dim=16, num_heads=2, depth=1, rope_type='axial')
     angles = rope.angles((3, 4))[0, 0].view(3, 4, 8)  # (H, W, pairs)
     half = 4
     torch.testing.assert_close(angles[:, 0, :half], angles[:, 3, :half])  # first half: rows only

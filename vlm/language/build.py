@@ -22,6 +22,7 @@ TINY_LLAMA: Dict[str, Any] = dict(hidden_size=256, intermediate_size=768, num_hi
 
 def build_vision_language_model(
         tokenizer: PreTrainedTokenizerBase,
+        *,
         encoder: str = 'vlm_vit_small_patch16_rope_rms',
         encoder_kwargs: Optional[Dict[str, Any]] = None,
         decoder: Optional[Dict[str, Any]] = None,

@@ -70,7 +70,7 @@ class VisionLanguageModel(PreTrainedModel, GenerationMixin):
         text_hidden = config.text_config.hidden_size
         self.projector = Projector(
             config.encoder_hidden_size, text_hidden, config.projector_hidden_size or text_hidden, config.pixel_shuffle,
-            getattr(config, 'projector', 'mlp'))
+            config.projector)
         self.tag_settings = TagSettings.of(config.tags)
         self.tagger = (CellTagger(config.encoder_hidden_size, self.tag_settings, config.pixel_shuffle)
                        if self.tag_settings is not None else None)

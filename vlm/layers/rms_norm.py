@@ -4,8 +4,9 @@ RMSNorm scales each token by the root mean square of its channels, y = x / sqrt(
 no mean subtraction and no bias. timm's eager `RmsNorm` spells this as five separate ops that autograd
 records one by one, which on a CPU costs about eight LayerNorms. The function below does one fused
 reduction forward (`torch.linalg.vector_norm`) and a hand-written backward, so it costs under two. Measured
-forward + backward on (16, 197, 384), 2 CPU threads (`python benchmarks/encoder_speed.py --components`): 4.1 ms,
-against 8.8 ms for timm's `RmsNorm` and 8.7 ms for `torch.nn.functional.rms_norm` (2.1x slower each); kept for that.
+forward + backward on (16, 197, 384), 2 CPU threads (`python -m benchmarks.speed.encoder_speed --components`):
+4.1 ms, against 8.8 ms for timm's `RmsNorm` and 8.7 ms for `torch.nn.functional.rms_norm` (2.1x slower each);
+kept for that.
 """
 from __future__ import annotations
 

@@ -66,7 +66,6 @@ class RotaryEmbedding2d(nn.Module):
             depth: int,
             rope_type: str = 'mixed',
             temperature: Optional[float] = None,
-            num_prefix_tokens: int = 0,
             init: str = 'random',
     ) -> None:
         super().__init__()
@@ -78,7 +77,6 @@ class RotaryEmbedding2d(nn.Module):
             raise ValueError(f"2D RoPE needs head_dim divisible by 4 (two axes x channel pairs), got {head_dim}")
         self.rope_type = rope_type
         self.head_dim = head_dim
-        self.num_prefix_tokens = num_prefix_tokens
         self.temperature = DEFAULT_TEMPERATURE[rope_type] if temperature is None else float(temperature)
         self._axial_cache: Dict[Tuple[int, int, torch.device], torch.Tensor] = {}
         if rope_type == 'mixed':
@@ -94,11 +92,12 @@ class RotaryEmbedding2d(nn.Module):
             self.register_buffer('freqs', freqs[:, None, None], persistent=False)  # (2, 1, 1, head_dim/2)
 
     def angles(self, grid_size: Tuple[int, int]) -> torch.Tensor:
-        """Rotation angles (depth or 1, heads or 1, N, head_dim/2), N = num_prefix_tokens (angle 0) + H*W."""
+        """Rotation angles (depth or 1, heads or 1, H*W, head_dim/2) of the patch grid (prefix tokens are not rotated:
+        `RopeAttention` gives them identity rows)."""
         coords = grid_coordinates(grid_size, device=self.freqs.device)  # (2, H*W)
         freqs = self.freqs.float()
         angles = coords[0, :, None] * freqs[0, ..., None, :] + coords[1, :, None] * freqs[1, ..., None, :]
-        return nn.functional.pad(angles, (0, 0, self.num_prefix_tokens, 0))  # (..., N, head_dim/2)
+        return angles
 
     def get_embed(self, shape: Tuple[int, int]) -> torch.Tensor:
         """The complex rotation table of an H x W patch grid (see the class docstring)."""

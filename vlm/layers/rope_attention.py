@@ -17,7 +17,7 @@ class RopeAttention(nn.Module):
     Drop-in for timm's `EvaAttention` inside `EvaBlock` (same `forward(x, rope, attn_mask, is_causal)`), with the
     rotation done once for q and k together by `apply_rotary` (identity rows for the prefix tokens, no slicing)
     instead of per tensor. Kept over timm's attention because it wins: forward + backward of one ViT-S block's
-    attention with mixed RoPE on (16, 197, 384), 2 CPU threads (`python benchmarks/encoder_speed.py
+    attention with mixed RoPE on (16, 197, 384), 2 CPU threads (`python -m benchmarks.speed.encoder_speed
     --components`), 135 ms, against 142 ms for timm's `EvaAttention` (1.05x, and it has no key bias, so it cannot
     hold a converted ViT's) and 148 ms for `AttentionRope` (1.09x).
     """

@@ -162,8 +162,9 @@ class VisionLanguageTask(VlmTask):
     def build(self, tokenizer) -> None:
         hp = self.hparams
         self.model, self.processor = build_vision_language_model(
-            tokenizer, hp.encoder, hp.encoder_kwargs, hp.decoder, hp.decoder_path, hp.pixel_shuffle,
-            hp.projector_hidden_size, hp.image_size, hp.encoder_weights, hp.get('projector', 'mlp'), self.tags)
+            tokenizer, encoder=hp.encoder, encoder_kwargs=hp.encoder_kwargs, decoder=hp.decoder,
+            decoder_path=hp.decoder_path, pixel_shuffle=hp.pixel_shuffle, projector_hidden_size=hp.projector_hidden_size,
+            image_size=hp.image_size, encoder_weights=hp.encoder_weights, projector=hp.projector, tags=self.tags)
         self.tokenizer_files = tokenizer_to_files(tokenizer)
         if hp.init_checkpoint:
             load_model_weights(self.model, self.processor.tokenizer, hp.init_checkpoint)

@@ -5,8 +5,8 @@ process, alternating the models round by round so that machine noise hits all of
 model's ratio to timm's plain `vit_small_patch16_224`. Also prints achieved FLOP/s (counted by
 `torch.utils.flop_counter`) as a fraction of a matmul peak measured in the same run.
 
-    python benchmarks/encoder_speed.py [--batch-size 16] [--img-size 224] [--rounds 3] [--steps 3]
-    python benchmarks/encoder_speed.py --components    # vlm's hand-written pieces against timm's / torch's
+    python -m benchmarks.speed.encoder_speed [--batch-size 16] [--img-size 224] [--rounds 3] [--steps 3]
+    python -m benchmarks.speed.encoder_speed --components    # vlm's hand-written pieces against timm's / torch's
 
 `--components` times forward + backward of the two pieces vlm writes itself, each against the library piece it
 would otherwise use, on ViT-S/16 activations (16, 197, 384), alternating: RMSNorm (`vlm FastRmsNorm` vs timm's

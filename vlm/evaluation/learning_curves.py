@@ -1,24 +1,21 @@
-"""Learning curves side by side: validation metrics of several `vlm fit` runs against training images seen and wall
-time, as one PNG (matplotlib) and a markdown table.
+"""Learning curves of `vlm fit` runs: validation metrics against training images seen and wall time, read from
+CSVLogger version folders (`metrics.csv` and `config.yaml`, as `vlm fit` writes them), drawn side by side as one
+PNG (matplotlib, imported when drawing) and as a markdown table.
 
-Each run is LABEL=FOLDER, FOLDER a CSVLogger version folder (`metrics.csv` and `config.yaml`, as `vlm fit` writes
-them); images seen = step x the datamodule's batch_size (images a step); wall time from `time/wall_s`, which the
-`vlm.callbacks.WallClock` callback of the shapes configs logs.
-
-    python benchmarks/learning_curves.py --out docs/learning_curves.png \\
-        --run "VQA, from scratch=runs/shapes_vqa/version_0" --run "VQA, SmolLM2=runs/shapes_vqa_smollm2/version_0" \\
-        --metric val/vqa_acc/other --metric val/vqa_acc
+Images seen = (step + 1) x the datamodule's batch_size; wall time from `time/wall_s`, which the
+`vlm.callbacks.WallClock` callback of the shapes configs logs. The command line:
+`python -m benchmarks.experiments.learning_curves`.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Sequence, Tuple
 
 import yaml
 
 Point = Tuple[int, float, float]  # (images seen, wall seconds, value)
+Curves = Dict[str, Dict[str, List[Point]]]  # {run label: {metric: points}}
 CHANCE = {'val/vqa_acc/other': 1 / 6, 'val/vqa_acc/yes/no': 1 / 2}  # drawn as a dashed line: one of 6 colours / shapes
 
 
@@ -26,7 +23,8 @@ def read_curve(folder: Path, metric: str) -> List[Point]:
     """(images seen, wall seconds, value) at every validation of the run that logged `metric`."""
     config = yaml.safe_load((folder / 'config.yaml').read_text())
     batch = int(config['data']['init_args']['batch_size'])
-    rows = list(csv.DictReader(open(folder / 'metrics.csv')))
+    with open(folder / 'metrics.csv', newline='') as f:
+        rows = list(csv.DictReader(f))
     points = []
     for row in rows:
         if row.get(metric) not in (None, ''):
@@ -35,7 +33,17 @@ def read_curve(folder: Path, metric: str) -> List[Point]:
     return points
 
 
-def plot(curves: Dict[str, Dict[str, List[Point]]], out: Path) -> None:
+def read_curves(runs: Mapping[str, Path], metrics: Sequence[str]) -> Curves:
+    """{label: {metric: points}} of every run (label -> version folder), metrics a run never logged left out."""
+    curves: Curves = {}
+    for label, folder in runs.items():
+        per_run = {metric: read_curve(Path(folder), metric) for metric in metrics}
+        curves[label] = {metric: points for metric, points in per_run.items() if points}
+    return curves
+
+
+def plot(curves: Curves, out: Path) -> None:
+    """One row of two panels per metric (against images seen, against wall minutes), every run a line; a PNG."""
     import matplotlib
 
     matplotlib.use('Agg')
@@ -60,32 +68,14 @@ def plot(curves: Dict[str, Dict[str, List[Point]]], out: Path) -> None:
     figure.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=110)
+    plt.close(figure)
 
 
-def table(curves: Dict[str, Dict[str, List[Point]]]) -> str:
+def table(curves: Curves) -> str:
+    """A markdown table: one line per (run, metric), the (images seen, minutes, value) of each validation."""
     lines = ['| run | metric | (images seen, min, value) at each validation |', '| --- | --- | --- |']
     for label, per_run in curves.items():
         for metric, points in per_run.items():
             cells = ', '.join(f'({seen}, {wall / 60:.1f}, {value:.3f})' for seen, wall, value in points)
             lines.append(f'| {label} | {metric} | {cells} |')
     return '\n'.join(lines)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--run', action='append', required=True, help='LABEL=FOLDER (a CSVLogger version folder)')
-    parser.add_argument('--metric', action='append', required=True)
-    parser.add_argument('--out', default='docs/learning_curves.png')
-    args = parser.parse_args(argv)
-    curves: Dict[str, Dict[str, List[Point]]] = {}
-    for spec in args.run:
-        label, _, folder = spec.partition('=')
-        curves[label] = {metric: read_curve(Path(folder), metric) for metric in args.metric}
-        curves[label] = {metric: points for metric, points in curves[label].items() if points}
-    plot(curves, Path(args.out))
-    print(table(curves))
-    print(f'\nwrote {args.out}')
-
-
-if __name__ == '__main__':
-    main()

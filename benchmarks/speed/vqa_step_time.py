@@ -2,9 +2,13 @@
 times steps 6..25 (the first five warm up) and prints their median and mean. Run it in two checkouts, one after
 the other, to compare them (issue 14's before / after):
 
-    python benchmarks/vqa_step_time.py
-    cd /tmp/before && PYTHONPATH=/tmp/before python /path/to/vlm/benchmarks/vqa_step_time.py
+    python -m benchmarks.speed.vqa_step_time
+    cd /tmp/before && PYTHONPATH=/tmp/before python /path/to/vlm/benchmarks/speed/vqa_step_time.py
+
+(The second runs this file by its path, so the other checkout needs no benchmarks package: it imports only
+Lightning and that checkout's vlm.)
 """
+import argparse
 import sys
 import time
 
@@ -29,6 +33,7 @@ class StepTimer(Callback):
 
 
 if __name__ == '__main__':
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     from vlm.cli import main
 
     sys.argv = ['vlm', 'fit', '--config', 'configs/shapes/vqa.yaml', '--trainer.max_steps', '25',

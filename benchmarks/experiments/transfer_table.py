@@ -8,7 +8,7 @@ the wall time, and how far the mixed RoPE frequencies (zero after conversion: th
 
     vlm weights dinov2-small --out weights/dinov2-small
     vlm convert local-dir:weights/dinov2-small --out weights/dinov2-small-rope-rms
-    python benchmarks/transfer_table.py --encoder weights/dinov2-small-rope-rms [--epochs 2] [--lr 3e-4]
+    python -m benchmarks.experiments.transfer_table --encoder weights/dinov2-small-rope-rms [--epochs 2] [--lr 3e-4]
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import torch
 from lightning.pytorch import Callback
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SIZE = 56  # 4 x 4 patches of 14
 
 

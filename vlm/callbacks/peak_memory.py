@@ -1,10 +1,11 @@
-"""A Lightning callback that logs the process's peak memory (`peak_memory_gib`) after every training batch:
-CUDA's `max_memory_allocated` on a GPU, the resident set's high-water mark on a CPU. Used by gpu_suite.py as
-`--trainer.callbacks+ benchmarks.peak_memory.PeakMemory`."""
+"""`PeakMemory`: log the process's peak memory (`peak_memory_gib`) after every training batch: CUDA's
+`max_memory_allocated` on a GPU, the resident set's high-water mark on a CPU. A config or a command line names it
+(`--trainer.callbacks+ vlm.callbacks.PeakMemory`), as the GPU suite (`python -m benchmarks.speed.gpu_suite`) does."""
 from __future__ import annotations
 
 import resource
 import sys
+from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -20,5 +21,7 @@ def peak_memory_gib() -> float:
 
 
 class PeakMemory(Callback):
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args) -> None:
+    """Logs `peak_memory_gib` (`peak_memory_gib()`) with every training log row."""
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
         pl_module.log('peak_memory_gib', peak_memory_gib(), on_step=True, on_epoch=False)

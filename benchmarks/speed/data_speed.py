@@ -2,7 +2,7 @@
 (2 workers, as configured for training) against images/s consumed by a training step of the tiny encoder at
 the same image size, both measured in this process. Goal: ratio >= 3, so training never waits on data.
 
-    python benchmarks/data_speed.py [--root data/shapes] [--batches 30]
+    python -m benchmarks.speed.data_speed [--root data/shapes] [--batches 30]
 """
 from __future__ import annotations
 

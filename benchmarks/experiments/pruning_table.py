@@ -11,7 +11,7 @@ median time of each over that of the dense fine-tuned model: unstructured zeros 
 speed (ratio ~1); `--mode channels` adds the time of the encoder with its zeroed MLP channels removed for real
 (`vlm.encoder.sparsity.slim_mlp_channels`).
 
-    python benchmarks/pruning_table.py --config configs/shapes/classification.yaml \
+    python -m benchmarks.experiments.pruning_table --config configs/shapes/classification.yaml \
         --ckpt runs/shapes_classification/version_0/checkpoints/last.ckpt [--epochs 2] [--mode unstructured] \
         [--sparsities 0 0.5 0.7 0.9] [--out runs/pruning_table] [-- any vlm fit override, e.g. --trainer.precision 32]
 """
@@ -19,34 +19,14 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
-import time
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
-from torch import nn
+
+from benchmarks.speed.timing import inference_times
 
 DEFAULT_SPARSITIES = (0.0, 0.5, 0.7, 0.9)
-
-
-@torch.inference_mode()
-def inference_times(models: Mapping[str, nn.Module], images: torch.Tensor, rounds: int = 5,
-                    repeats: int = 3) -> Dict[str, float]:
-    """Median seconds per forward pass of each model on `images`, models alternating round by round (the order
-    rotated every round, so that no model is always the one after a given other)."""
-    for model in models.values():
-        model.eval()(images)  # warm-up
-    names = list(models)
-    times: Dict[str, List[float]] = {name: [] for name in models}
-    for round_index in range(rounds):
-        for name in names[round_index % len(names):] + names[:round_index % len(names)]:
-            model = models[name]
-            start = time.perf_counter()
-            for _ in range(repeats):
-                model(images)
-            times[name].append((time.perf_counter() - start) / repeats)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def checkpoint_weights(path: str, from_ema: bool = False) -> Dict[str, torch.Tensor]:

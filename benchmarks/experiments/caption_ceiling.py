@@ -13,7 +13,7 @@ writers that know the scene (read from the generator, as the references were):
 
 The scores are pycocoevalcap's, on the val references (`vlm.evaluation.evaluate_captions`).
 
-    python benchmarks/caption_ceiling.py [--root data/shapes]
+    python -m benchmarks.experiments.caption_ceiling [--root data/shapes]
 """
 from __future__ import annotations
 

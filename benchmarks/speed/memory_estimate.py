@@ -24,7 +24,7 @@ Bytes per parameter (T = trainable, F = frozen, N = data-parallel ranks):
 Not counted: the CUDA context and allocator fragmentation (typically 1-3 GB), and activations, which are
 estimated separately below (per micro-batch; formulas in `activation_bytes`).
 
-    python benchmarks/memory_estimate.py [--gpus 8] [--micro-batch 32] [--text-tokens 32] [--image-size 224]
+    python -m benchmarks.speed.memory_estimate [--gpus 8] [--micro-batch 32] [--text-tokens 32] [--image-size 224]
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ by kind of answer (yes/no, number, 'other' = colour or shape, 'which' = first / 
 
 A model that answers from the text alone scores the same either way.
 
-    python benchmarks/chat_grounding.py --model models/shapes_conversations [--limit 200] [--json out.json]
+    python -m benchmarks.experiments.chat_grounding --model models/shapes_conversations [--limit 200] [--json out.json]
 """
 from __future__ import annotations
 

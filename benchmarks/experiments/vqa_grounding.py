@@ -4,29 +4,23 @@ about another scene (a fixed derangement of the val images), per answer type.
 A model that answers from the question alone (priors: 'yes' half the time, the commonest count) scores the same
 either way; one that sees loses most on 'other' (colour, shape) and 'yes/no' when the image is wrong.
 
-    python benchmarks/vqa_grounding.py --ckpt runs/shapes_vqa_smollm2/version_0/checkpoints/last.ckpt
-    python benchmarks/vqa_grounding.py --model runs/export/shapes_vqa_smollm2 [--limit 500] [--json out.json]
+    python -m benchmarks.experiments.vqa_grounding --ckpt runs/shapes_vqa_smollm2/version_0/checkpoints/last.ckpt
+    python -m benchmarks.experiments.vqa_grounding --model runs/export/shapes_vqa_smollm2 [--limit 500] \\
+        [--json out.json]
 """
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Optional
 
 from vlm.data import VqaV2, ensure_shapes
 from vlm.data.instance_tags import InstanceIndex
-from vlm.evaluation.vqa_accuracy import vqa_accuracy
+from vlm.evaluation.grounding import grounding
 from vlm.language.inference import VisionLanguagePredictor
 
 SHAPES = Path('data/shapes')
-
-
-def derangement(image_ids: List[int]) -> Dict[int, int]:
-    """Each image id -> another one (the distinct ids shifted by half their number): no scene keeps its own."""
-    distinct = sorted(set(image_ids))
-    shift = max(len(distinct) // 2, 1)
-    return {image: distinct[(k + shift) % len(distinct)] for k, image in enumerate(distinct)}
 
 
 def load_predictor(model: Optional[str], ckpt: Optional[str], batch_size: int) -> VisionLanguagePredictor:
@@ -36,28 +30,6 @@ def load_predictor(model: Optional[str], ckpt: Optional[str], batch_size: int) -
 
     task = VisionLanguageTask.load_from_checkpoint(ckpt)
     return VisionLanguagePredictor(task.exportable_model(), task.processor, batch_size=batch_size)
-
-
-def grounding(predictor: VisionLanguagePredictor, dataset: VqaV2, limit: Optional[int] = None,
-              max_new_tokens: int = 4, objects: Optional[InstanceIndex] = None) -> Dict[str, Dict[str, float]]:
-    """{'true': accuracies, 'shuffled': accuracies, 'difference': true - shuffled} per answer type. objects: the
-    images' instances, for a model whose tags come from annotations (the oracle): they go with the image shown."""
-    records = [dataset.record(i) for i in range(len(dataset.questions))][:limit]
-    other = derangement([r['image_id'] for r in records])
-    answers = {r['question_id']: r['answers'] for r in records}
-    types = {r['question_id']: r['answer_type'] for r in records}
-    scores = {}
-    for name, image_of in (('true', lambda i: i), ('shuffled', other.__getitem__)):
-        images = [str(dataset.image_path(image_of(r['image_id']))) for r in records]
-        questions = [r['question'] for r in records]
-        if objects is None:
-            texts = predictor.ask(images, questions, max_new_tokens=max_new_tokens)
-        else:
-            texts = predictor.ask(images, questions, instances=[objects(image_of(r['image_id'])) for r in records],
-                                  max_new_tokens=max_new_tokens)
-        scores[name] = vqa_accuracy(answers, {r['question_id']: t for r, t in zip(records, texts)}, types)
-    scores['difference'] = {key: scores['true'][key] - scores['shuffled'][key] for key in scores['true']}
-    return scores
 
 
 def main() -> None:

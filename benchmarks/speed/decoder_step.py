@@ -6,7 +6,7 @@ Each setting runs in a fresh process (so its peak resident memory is its own): t
 LoRA), then `--steps` timed steps (forward, backward, AdamW) after one warm-up step. Ratios are against the
 first row, measured in the same run.
 
-    python benchmarks/decoder_step.py [--steps 3] [--config configs/shapes/vqa_smollm2.yaml]
+    python -m benchmarks.speed.decoder_step [--steps 3] [--config configs/shapes/vqa_smollm2.yaml]
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SETTINGS = [  # (precision, threads, decoder training)
     ('bf16', 2, 'lora'), ('fp32', 2, 'lora'), ('bf16', 1, 'lora'), ('bf16', 2, 'full'),
 ]
@@ -73,9 +73,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         return
     rows: List[Dict[str, Any]] = []
     for precision, threads, decoder in SETTINGS:
-        output = subprocess.run([sys.executable, __file__, '--config', args.config, '--steps', str(args.steps),
-                                 '--one', precision, str(threads), decoder], capture_output=True, text=True,
-                                cwd=REPO, check=True).stdout
+        output = subprocess.run([sys.executable, '-m', 'benchmarks.speed.decoder_step', '--config', args.config,
+                                 '--steps', str(args.steps), '--one', precision, str(threads), decoder],
+                                capture_output=True, text=True, cwd=REPO, check=True).stdout
         rows.append(json.loads(output.strip().splitlines()[-1]))
     first = rows[0]['seconds']
     print(f"\nOne training step, {rows[0]['images']} images, {rows[0]['tokens']} tokens (mean of {args.steps})\n")

@@ -6,8 +6,8 @@ time(generate N tokens) - time(generate 1 token), both with greedy decoding forc
 and the KV cache on; rounds alternate the two models so machine noise hits both alike. Prints decode tokens/s
 for each at batch 1 and 8, and the ratio VLM / bare (goal >= 0.95).
 
-    python benchmarks/generation_speed.py [--new-tokens 64] [--rounds 5] [--decoder-layers 4] [--hidden 512]
-    python benchmarks/generation_speed.py --decoder-path weights/smollm2-135m-instruct    # the real SmolLM2-135M
+    python -m benchmarks.speed.generation_speed [--new-tokens 64] [--rounds 5] [--decoder-layers 4] [--hidden 512]
+    python -m benchmarks.speed.generation_speed --decoder-path weights/smollm2-135m-instruct    # the real SmolLM2-135M
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ The images are random PNGs written to a temporary ImageFolder; the model a 4-blo
 is timed on rank 0 by a callback from the end of the warm-up steps to the end of the last step (DDP's
 all-reduce keeps the ranks in step).
 
-    python benchmarks/ddp_scaling.py [--processes 2] [--steps 30] [--batch-size 16] [--threads 1]
+    python -m benchmarks.speed.ddp_scaling [--processes 2] [--steps 30] [--batch-size 16] [--threads 1]
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 class Throughput(L.Callback):
@@ -69,7 +69,7 @@ def run_config(root: Path, work: Path, processes: int, steps: int, batch_size: i
         'accelerator': 'cpu', 'devices': processes, 'max_epochs': 1, 'limit_train_batches': steps + warmup,
         'limit_val_batches': 0, 'enable_progress_bar': False, 'enable_model_summary': False, 'logger': False,
         'default_root_dir': str(work / f'runs_{processes}'),
-        'callbacks': [{'class_path': 'benchmarks.ddp_scaling.Throughput',
+        'callbacks': [{'class_path': 'benchmarks.speed.ddp_scaling.Throughput',
                        'init_args': {'path': str(work / f'throughput_{processes}.json'), 'warmup': warmup}}],
     }
     if processes > 1:
@@ -90,8 +90,8 @@ def measure(processes: int, steps: int, batch_size: int, threads: int, work: Pat
     """Images/s of `vlm fit` with `processes` processes (DDP when > 1), each with `threads` threads."""
     config = work / f'ddp_{processes}.yaml'
     config.write_text(yaml.safe_dump(run_config(root, work, processes, steps, batch_size, warmup)))
-    env = {**os.environ, 'OMP_NUM_THREADS': str(threads), 'MKL_NUM_THREADS': str(threads),
-           'PYTHONPATH': os.pathsep.join([str(REPO), os.environ.get('PYTHONPATH', '')])}
+    # `python -m` in the repository root: the callback's module (benchmarks.speed.ddp_scaling) imports from there
+    env = {**os.environ, 'OMP_NUM_THREADS': str(threads), 'MKL_NUM_THREADS': str(threads)}
     result = subprocess.run([sys.executable, '-m', 'vlm.cli', 'fit', '--config', str(config)], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=1800)
     if result.returncode != 0:

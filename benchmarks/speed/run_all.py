@@ -12,10 +12,11 @@ with the machine it ran on.
 
 Every ratio is measured / reference in throughput, so > 1 means faster than the reference. `--quick` shrinks
 every measurement (minutes on 2 CPU cores; noisy); the default sizes take longer and are the ones to quote.
-Each part is also a script of its own (encoder_speed.py, data_speed.py, coco_eval_speed.py,
-generation_speed.py, ddp_scaling.py, pruning_table.py) with its own options.
+Each part is also a script of its own with its own options (`python -m benchmarks.speed.NAME` for encoder_speed,
+data_speed, coco_eval_speed, generation_speed, ddp_scaling; the pruned models' accuracy as well as their speed:
+`python -m benchmarks.experiments.pruning_table`).
 
-    python benchmarks/run_all.py [--quick] [--only encoder data coco decode ddp pruning] [--loader-workers 2]
+    python -m benchmarks.speed.run_all [--quick] [--only encoder data coco decode ddp pruning] [--loader-workers 2]
 """
 from __future__ import annotations
 
@@ -31,11 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import torch
 
-import torch  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 PARTS = ('encoder', 'data', 'coco', 'decode', 'ddp', 'pruning')
 
@@ -78,7 +77,7 @@ def machine() -> str:
 
 
 def encoder_rows(quick: bool) -> List[Row]:
-    from benchmarks.encoder_speed import REFERENCE, TrainStep, build_models, measure
+    from benchmarks.speed.encoder_speed import REFERENCE, TrainStep, build_models, measure
 
     batch, rounds, steps = (8, 2, 1) if quick else (16, 3, 3)
     factories = build_models()
@@ -92,7 +91,7 @@ def encoder_rows(quick: bool) -> List[Row]:
 
 
 def data_rows(quick: bool, workers: int) -> List[Row]:
-    from benchmarks.data_speed import loader_rate, train_step_rate
+    from benchmarks.speed.data_speed import loader_rate, train_step_rate
     from vlm.data import ClassificationDataModule, ensure_shapes
 
     root = REPO / 'data' / 'shapes'
@@ -107,7 +106,7 @@ def data_rows(quick: bool, workers: int) -> List[Row]:
 
 
 def coco_rows(quick: bool) -> List[Row]:
-    from benchmarks.coco_eval_speed import synthetic_set
+    from benchmarks.speed.coco_eval_speed import synthetic_set
     from vlm.evaluation import evaluate_coco
 
     images = 500 if quick else 5000
@@ -122,7 +121,7 @@ def coco_rows(quick: bool) -> List[Row]:
 
 
 def decode_rows(quick: bool) -> List[Row]:
-    from benchmarks.generation_speed import build_models, decode_rates
+    from benchmarks.speed.generation_speed import build_models, decode_rates
 
     torch.manual_seed(0)
     hidden, layers, tokens, rounds = (512, 4, 32, 3) if quick else (512, 4, 64, 5)
@@ -137,7 +136,7 @@ def decode_rows(quick: bool) -> List[Row]:
 
 
 def ddp_rows(quick: bool) -> List[Row]:
-    from benchmarks.ddp_scaling import scaling
+    from benchmarks.speed.ddp_scaling import scaling
 
     result = scaling(processes=2, steps=8 if quick else 30, batch_size=16, threads=1)
     return [Row('DDP scaling (CPU, gloo)', '`vlm fit`, 2 processes x 1 thread, batch 16 each',
@@ -149,7 +148,7 @@ def pruning_rows(quick: bool) -> List[Row]:
     import torch.nn.utils.prune as prune
 
     import vlm  # noqa: F401  (registers the encoders)
-    from benchmarks.pruning_table import inference_times
+    from benchmarks.speed.timing import inference_times
     from vlm.encoder.sparsity import prunable_parameters, slim_mlp_channels
 
     torch.manual_seed(0)

@@ -4,14 +4,14 @@
 | --- | --- | --- |
 | encoder | bf16 training step, img/s and MFU, vlm ViT-S/16 and ViT-B/16 (RoPE + RMSNorm), eager and `compile_blocks` | timm's plain ViT of the same size |
 | sparsity | 2:4 semi-structured encoder (`torch.sparse.to_sparse_semi_structured`): inference img/s; shapes classifier val/acc1 after a fine-tune with the 2:4 mask | the dense encoder; the dense classifier |
-| strategies | `vlm fit` of `configs/coco/captioning_llama_deepspeed.yaml`'s model on shapes captions, a few steps under DeepSpeed ZeRO-2 and FSDP2: peak GPU memory | `benchmarks/memory_estimate.py`'s model-state estimate for the same model |
+| strategies | `vlm fit` of `configs/coco/captioning_llama_deepspeed.yaml`'s model on shapes captions, a few steps under DeepSpeed ZeRO-2 and FSDP2: peak GPU memory | `benchmarks.speed.memory_estimate`'s model-state estimate for the same model |
 | vqa | `configs/shapes/vqa.yaml` (from scratch) and `vqa_smollm2.yaml` (pretrained decoder) trained for `--vqa-minutes` each: val/vqa_acc | each other |
 
 MFU: model FLOPs (counted by `torch.utils.flop_counter` on one step) per second over the bf16 dense peak: the
 H200's 989 TFLOP/s, or on any other machine a bf16 matmul measured in the same run (so CPU figures are not MFU).
 
-    python benchmarks/gpu_suite.py --out runs/gpu_suite            # one H200: about 8 minutes
-    python benchmarks/gpu_suite.py --smoke --out /tmp/gpu_smoke    # tiny sizes on the CPU: the same code paths
+    python -m benchmarks.speed.gpu_suite --out runs/gpu_suite            # one H200: about 8 minutes
+    python -m benchmarks.speed.gpu_suite --smoke --out /tmp/gpu_smoke    # tiny sizes on the CPU: the same code paths
 
 `--smoke` runs every part end to end with tiny models, few steps and `--trainer.accelerator cpu`; what needs CUDA
 (semi-structured kernels, DeepSpeed, FSDP2 on a GPU) is reported as skipped with the reason, so the GPU minutes
@@ -33,16 +33,14 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import torch
+from lightning.pytorch import Callback
+from torch import nn
+from torch.nn.utils import prune
 
-import torch  # noqa: E402
-from lightning.pytorch import Callback  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.nn.utils import prune  # noqa: E402
+from vlm.encoder.sparsity import semi_structured_mask, sparsity
 
-from vlm.encoder.sparsity import semi_structured_mask, sparsity  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 PARTS = ('encoder', 'sparsity', 'strategies', 'vqa')
 H200_BF16_PEAK = 989e12  # dense bf16 tensor-core FLOP/s, NVIDIA H200 SXM
@@ -251,19 +249,19 @@ def two_four_accuracy(smoke: bool, out: Path, accelerator: List[str], shapes: Pa
 # -- strategies and VQA: `vlm fit` in a subprocess, as a user runs it --------------------------------------------
 
 def vlm_fit(args: Sequence[str], log: Path, timeout: float) -> float:
-    """Run `python -m vlm.cli fit ARGS`, its output into `log`; returns the wall seconds; raises on failure."""
-    env = {**os.environ, 'PYTHONPATH': str(REPO)}
+    """Run `python -m vlm.cli fit ARGS` in the repository root, its output into `log`; returns the wall seconds;
+    raises on failure."""
     start = time.perf_counter()
     with open(log, 'w') as f:
         code = subprocess.run([sys.executable, '-m', 'vlm.cli', 'fit', *args], stdout=f, stderr=subprocess.STDOUT,
-                              env=env, cwd=REPO, timeout=timeout).returncode
+                              cwd=REPO, timeout=timeout).returncode
     if code:
         tail = log.read_text().strip().splitlines()[-1:] or ['']
         raise RuntimeError(f'vlm fit exited {code} ({log}): {tail[0]}')
     return time.perf_counter() - start
 
 
-PEAK_MEMORY_CALLBACK = 'benchmarks.peak_memory.PeakMemory'
+PEAK_MEMORY_CALLBACK = 'vlm.callbacks.PeakMemory'
 
 
 SMALL_LLAMA = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
@@ -273,7 +271,7 @@ SMALL_LLAMA = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, n
 def strategy_rows(smoke: bool, out: Path, accelerator: List[str], shapes: Path, decoder: Path) -> List[Row]:
     """The DeepSpeed config's model (ViT-B/16 + the SmolLM2 decoder, else a small random Llama) on shapes captions,
     a few steps under each strategy; peak memory (the PeakMemory callback) against the model-state estimate."""
-    from benchmarks.memory_estimate import model_state_gib
+    from benchmarks.speed.memory_estimate import model_state_gib
 
     pretrained = (decoder / 'config.json').is_file() and not smoke
     decoder_args = (['--model.init_args.decoder_path', str(decoder)] if pretrained

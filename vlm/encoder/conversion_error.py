@@ -1,21 +1,17 @@
-"""Max |difference| between each pre-LN ViT family and its exact RoPE / RMSNorm conversion (`vlm convert`).
-
-Random timm sources (no download) with every tensor moved far from its initial value (norm weights and biases,
-LayerScale, tokens, position embeddings, RoPE frequencies), so a skipped step would show; features
-(`forward_features`) compared in float32 at the source's size and at a non-square other size. With
-`--dinov2 DIR` also the real DINOv2-small folder of `vlm weights dinov2-small`.
-
-    python benchmarks/conversion_error.py [--dinov2 weights/dinov2-small]
+"""How exact is `convert` (`vlm.encoder.conversion`)? Every supported pre-LN ViT family as a random timm source (no
+download) with every tensor moved far from its initial value (norm weights and biases, LayerScale, tokens,
+position embeddings, RoPE frequencies), so that a skipped conversion step would show, and the max |difference| of
+its features and its conversion's. The tests check each family; the table is
+`python -m benchmarks.experiments.conversion_error`.
 """
 from __future__ import annotations
 
-import argparse
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import timm
 import torch
 
-from vlm.encoder.conversion import convert
+from .conversion import convert
 
 FAMILIES: List[Tuple[str, int]] = [  # (timm name, image size)
     ('vit_small_patch14_dinov2', 56), ('vit_small_patch14_reg4_dinov2', 56), ('deit_tiny_patch16_224', 64),
@@ -41,6 +37,7 @@ def perturbed_source(name: str, size: int, **kwargs: Any) -> torch.nn.Module:
 
 @torch.no_grad()
 def max_error(source: torch.nn.Module, target: torch.nn.Module, sizes: Sequence[Tuple[int, int]]) -> float:
+    """Max |target - source| of `forward_features` (float32) over a batch of random images at each (height, width)."""
     errors = []
     for height, width in sizes:
         images = torch.randn(2, 3, height, width, generator=torch.Generator().manual_seed(1))
@@ -48,7 +45,9 @@ def max_error(source: torch.nn.Module, target: torch.nn.Module, sizes: Sequence[
     return max(errors)
 
 
-def rows(dinov2: Optional[str]) -> List[Dict[str, Any]]:
+def conversion_errors(dinov2: Optional[str] = None) -> List[Dict[str, Any]]:
+    """{source, sizes, error} per family of FAMILIES, at the source's size and a non-square other size; with
+    `dinov2` (the folder of `vlm weights dinov2-small`) also the real DINOv2-small."""
     out = []
     for name, size in FAMILIES:
         source = perturbed_source(name, size)
@@ -62,16 +61,3 @@ def rows(dinov2: Optional[str]) -> List[Dict[str, Any]]:
         out.append(dict(source=f'DINOv2-small, real ({dinov2})', sizes='224, 280x210',
                         error=max_error(source, target, [(224, 224), (280, 210)])))
     return out
-
-
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--dinov2', help='the folder of `vlm weights dinov2-small`')
-    args = parser.parse_args(argv)
-    print('| source | image sizes | max abs difference of the features (fp32) |\n| --- | --- | --- |')
-    for row in rows(args.dinov2):
-        print(f"| {row['source']} | {row['sizes']} | {row['error']:.1e} |")
-
-
-if __name__ == '__main__':
-    main()

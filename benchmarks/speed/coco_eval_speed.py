@@ -6,7 +6,7 @@ positives; random scores) are evaluated by `vlm.evaluation.evaluate_coco` with b
 Prints the time of each, the speed ratio (goal: faster-coco-eval >= 4x faster) and the largest difference
 between the two sets of 12 stats.
 
-    python benchmarks/coco_eval_speed.py [--images 5000] [--detections 100] [--seed 0]
+    python -m benchmarks.speed.coco_eval_speed [--images 5000] [--detections 100] [--seed 0]
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ It prints the accuracy of the answer's first token on the val questions (teacher
 overall and on "what color is the <shape>?" / "what shape is the <colour> object?" (the questions that need the
 object named in the question to be found among the image tokens), then the ratio question-first / image-first.
 
-    python benchmarks/vqa_decoder_grounding.py [--steps 1200] [--eval-every 300] [--batch 40] [--layers 2]
+    python -m benchmarks.experiments.vqa_decoder_grounding [--steps 1200] [--eval-every 300] [--batch 40] [--layers 2]
 """
 from __future__ import annotations
 
