@@ -151,7 +151,7 @@ def test_a_broken_model_folder_is_one_line(tmp_path, model_dir, capsys, damage, 
 
 @pytest.mark.parametrize('option, value, expected', [
     ('--image-size', '0', '--image-size must be a positive number of pixels, got 0'),
-    ('--image-size', '33', 'image_size 33 is not a positive multiple of patch_size'),
+    ('--image-size', '33', 'image size 33x33 is not a positive multiple of patch_size'),
     ('--batch-size', '0', '--batch-size must be at least 1'),
     ('--max-new-tokens', '-1', '--max-new-tokens must be at least 1'),
 ])

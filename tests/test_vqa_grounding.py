@@ -46,6 +46,9 @@ def test_grounding_tells_a_model_that_sees_from_one_that_guesses(tmp_path):
         common.setdefault(r['question'], []).append(r['answers'][0])
     blind = grounding(_Blind({q: max(set(a), key=a.count) for q, a in common.items()}), dataset)
     assert all(abs(value) < 1e-9 for value in blind['difference'].values())
-    seeing = grounding(_Seeing(truth), dataset)
+    answers = {}
+    seeing = grounding(_Seeing(truth), dataset, answers_out=answers)
     assert seeing['true']['vqa_acc'] > 0.99
+    assert answers['true'] == {r['question_id']: r['answers'][0] for r in records}  # each pass's answers kept
+    assert set(answers['shuffled']) == set(answers['true'])
     assert seeing['difference']['vqa_acc'] > 0.2

@@ -40,7 +40,8 @@ def main() -> None:
     parser.add_argument('--root', type=Path, default=SHAPES, help='the shapes dataset (generated when missing)')
     parser.add_argument('--limit', type=int, default=None, help='score the first N val questions only')
     parser.add_argument('--batch-size', type=int, default=32)
-    parser.add_argument('--json', type=Path, help='also write the table here')
+    parser.add_argument('--json', type=Path, help='also write the table here, and each answer of both passes beside '
+                                                  'it (NAME.answers.json, by question id)')
     args = parser.parse_args()
     ensure_shapes(args.root)
     dataset = VqaV2(args.root / 'images' / 'val', args.root / 'annotations' / 'v2_OpenEnded_shapes_val_questions.json',
@@ -49,13 +50,15 @@ def main() -> None:
     tags = predictor.processor.tags
     objects = (InstanceIndex(args.root / 'annotations' / 'instances_val.json')
                if tags is not None and tags.source == 'annotations' else None)
-    scores = grounding(predictor, dataset, args.limit, objects=objects)
+    answers: dict = {}
+    scores = grounding(predictor, dataset, args.limit, objects=objects, answers_out=answers)
     keys = list(scores['true'])
     print(f"{'':12}" + ''.join(f'{key:>16}' for key in keys))
     for name, values in scores.items():
         print(f'{name:12}' + ''.join(f'{values[key]:>16.3f}' for key in keys))
     if args.json:
         args.json.write_text(json.dumps(scores, indent=2) + '\n')
+        args.json.with_suffix('.answers.json').write_text(json.dumps(answers, indent=1) + '\n')
 
 
 if __name__ == '__main__':

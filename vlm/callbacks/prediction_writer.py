@@ -7,6 +7,8 @@ from typing import Any, List, Optional, Sequence
 import lightning as L
 from lightning.pytorch.callbacks import BasePredictionWriter
 
+from vlm.tasks.interfaces import WritesPredictions
+
 
 class PredictionWriter(BasePredictionWriter):
     """At the end of `predict`, hands the flattened predictions to `pl_module.write_predictions(items, out_dir)`.
@@ -21,7 +23,7 @@ class PredictionWriter(BasePredictionWriter):
 
     def write_on_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: Sequence[Any],
                            batch_indices: Optional[Sequence[Any]]) -> None:
-        if not hasattr(pl_module, 'write_predictions'):
+        if not isinstance(pl_module, WritesPredictions):
             return
         out = Path(self.output_dir or Path(trainer.log_dir or 'runs') / 'predictions')
         if trainer.world_size > 1:

@@ -24,10 +24,12 @@ def derangement(image_ids: List[int]) -> Dict[int, int]:
 
 
 def grounding(predictor: VisionLanguagePredictor, dataset: VqaV2, limit: Optional[int] = None,
-              max_new_tokens: int = 4, objects: Optional[InstanceIndex] = None) -> Dict[str, Dict[str, float]]:
+              max_new_tokens: int = 4, objects: Optional[InstanceIndex] = None,
+              answers_out: Optional[Dict[str, Dict[int, str]]] = None) -> Dict[str, Dict[str, float]]:
     """{'true': accuracies, 'shuffled': accuracies, 'difference': true - shuffled} per answer type. predictor:
     anything with `VisionLanguagePredictor.ask`. objects: the images' instances, for a model whose tags come from
-    annotations (the oracle): they go with the image shown."""
+    annotations (the oracle): they go with the image shown. answers_out: filled with each pass's answers by
+    question id ({'true': {...}, 'shuffled': {...}}), to study which questions fail."""
     records = [dataset.record(i) for i in range(len(dataset.questions))][:limit]
     other = derangement([r['image_id'] for r in records])
     answers = {r['question_id']: r['answers'] for r in records}
@@ -41,6 +43,9 @@ def grounding(predictor: VisionLanguagePredictor, dataset: VqaV2, limit: Optiona
         else:
             texts = predictor.ask(images, questions, instances=[objects(image_of(r['image_id'])) for r in records],
                                   max_new_tokens=max_new_tokens)
-        scores[name] = vqa_accuracy(answers, {r['question_id']: t for r, t in zip(records, texts)}, types)
+        given = {r['question_id']: t for r, t in zip(records, texts)}
+        if answers_out is not None:
+            answers_out[name] = given
+        scores[name] = vqa_accuracy(answers, given, types)
     scores['difference'] = {key: scores['true'][key] - scores['shuffled'][key] for key in scores['true']}
     return scores

@@ -1,10 +1,12 @@
 """`VisionLanguageConfig`: the encoder (a timm name + kwargs), the projector, and a `LlamaConfig` for the decoder."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers import LlamaConfig, PretrainedConfig
+
+from vlm.errors import InputError
 
 
 class VisionLanguageConfig(PretrainedConfig):
@@ -70,7 +72,15 @@ class VisionLanguageConfig(PretrainedConfig):
 
     def image_tokens(self, height: int, width: int) -> int:
         """Number of `<image>` tokens an image of height x width pixels becomes."""
-        unit = self.patch_size * self.pixel_shuffle
-        if height % unit or width % unit:
-            raise ValueError(f'image size {height}x{width} is not a multiple of patch_size * pixel_shuffle = {unit}')
-        return (height // unit) * (width // unit)
+        rows, columns = image_token_grid(height, width, self.patch_size, self.pixel_shuffle)
+        return rows * columns
+
+
+def image_token_grid(height: int, width: int, patch_size: int, pixel_shuffle: int) -> Tuple[int, int]:
+    """(rows, columns) of image tokens of a height x width image: each side over patch_size * pixel_shuffle, which
+    must divide it. The one place the tokens-per-image formula lives (the model's config and the processor ask it)."""
+    unit = patch_size * pixel_shuffle
+    if height <= 0 or width <= 0 or height % unit or width % unit:
+        raise InputError(f'image size {height}x{width} is not a positive multiple of patch_size * pixel_shuffle = '
+                         f'{unit}')
+    return height // unit, width // unit

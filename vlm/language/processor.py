@@ -26,6 +26,7 @@ from vlm.io.images import ImageInput, image_unit_range
 from vlm.io.json_files import read_json
 
 from .chat import Message, Piece, render_turns
+from .configuration import image_token_grid
 from .tags import TagSettings, batch_cell_targets
 from .tokenizer import IGNORE_INDEX, IMAGE_TOKEN, load_tokenizer
 
@@ -58,11 +59,7 @@ class ImageSettings:
     @property
     def grid(self) -> int:
         """Image tokens per side: image_size / (patch_size * pixel_shuffle)."""
-        unit = self.patch_size * self.pixel_shuffle
-        if self.image_size <= 0 or self.image_size % unit:
-            raise InputError(f'image_size {self.image_size} is not a positive multiple of patch_size * '
-                             f'pixel_shuffle = {unit}')
-        return self.image_size // unit
+        return image_token_grid(self.image_size, self.image_size, self.patch_size, self.pixel_shuffle)[0]
 
 
 class VisionLanguageProcessor:

@@ -60,6 +60,7 @@ class VlmTask(L.LightningModule):
     monitor_mode: str = 'max'
     default_optimization = DEFAULT_OPTIMIZATION
     state_dict_renames: Mapping[str, str] = {}  # old key prefix -> new, for checkpoints of vlm 0.1
+    encoder_path: str = 'model'  # where the task keeps its image encoder (a submodule path); each task names its own
 
     def __init__(self, optimization: Optional[Optimization] = None, compile_encoder: CompileOptions = False) -> None:
         super().__init__()
@@ -78,17 +79,22 @@ class VlmTask(L.LightningModule):
     # -- the encoder -------------------------------------------------------------------------------------------
 
     def encoder_module(self) -> Optional[torch.nn.Module]:
-        """The task's image encoder: the first submodule that is a ViT (has `patch_embed` and `blocks`), e.g.
-        `model` (classification: encoder and its head), `model.backbone.encoder` (detection, segmentation),
-        `model.encoder` (vision-language). None before the model is built."""
+        """The task's image encoder, the submodule at `encoder_path` (a LoRA-wrapped encoder: the ViT inside peft's
+        wrapper). None before the model is built."""
         found = self._encoder_and_prefix()
         return found[0] if found else None
 
     def _encoder_and_prefix(self) -> Optional[Tuple[torch.nn.Module, str]]:
-        for name, module in self.named_modules():
-            if hasattr(module, 'patch_embed') and hasattr(module, 'blocks'):
-                return module, f'{name}.' if name else ''
-        return None
+        try:
+            module = self.get_submodule(self.encoder_path)
+        except AttributeError:  # the model is built later (VisionLanguageTask builds it at setup)
+            return None
+        prefix = f'{self.encoder_path}.' if self.encoder_path else ''
+        if callable(getattr(module, 'get_base_model', None)):  # peft's PeftModel around the encoder (LoRA)
+            base = module.get_base_model()
+            inner = next(name for name, child in module.named_modules() if child is base)
+            module, prefix = base, f'{prefix}{inner}.'
+        return module, prefix
 
     def setup(self, stage: str) -> None:
         """Compile the encoder when asked (a task that builds its model later calls `maybe_compile_encoder`)."""

@@ -31,6 +31,7 @@ class ImageClassifier(VlmTask):
     """
 
     monitor = 'val/acc1'
+    encoder_path = 'model'
 
     def __init__(
             self,

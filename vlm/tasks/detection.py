@@ -19,6 +19,7 @@ from vlm.evaluation.coco_metric import CocoMeanAveragePrecision
 from vlm.models import DEFAULT_LEVELS, build_detector
 
 from .base import CompileOptions, VlmTask
+from .interfaces import CocoGroundTruth
 from .optimization import DEFAULT_OPTIMIZATION, Optimization
 
 Detections = Dict[str, torch.Tensor]
@@ -51,6 +52,7 @@ class ObjectDetector(VlmTask):
     """
 
     monitor = 'val/AP'
+    encoder_path = 'model.backbone.encoder'
     default_optimization = replace(DEFAULT_OPTIMIZATION, lr=1e-4, weight_decay=0.1)
 
     def __init__(
@@ -133,7 +135,7 @@ class ObjectDetector(VlmTask):
         """The trainer's datamodule: its `categories` map labels to category ids, `annotation_file(split)` is the
         ground truth."""
         datamodule = self.trainer.datamodule
-        if not (hasattr(datamodule, 'categories') and hasattr(datamodule, 'annotation_file')):
+        if not isinstance(datamodule, CocoGroundTruth):
             raise RuntimeError("ObjectDetector evaluates and predicts with a vlm.data.CocoDataModule "
                                "(trainer.fit / validate / test / predict(model, datamodule=...))")
         return datamodule

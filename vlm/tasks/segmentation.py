@@ -43,6 +43,7 @@ class SemanticSegmenter(VlmTask):
     """
 
     monitor = 'val/mIoU'
+    encoder_path = 'model.backbone.encoder'
     default_optimization = replace(DEFAULT_OPTIMIZATION, lr=1e-4)
     state_dict_renames = {'backbone.': 'model.backbone.', 'head.': 'model.head.'}  # vlm 0.1 held them directly
 

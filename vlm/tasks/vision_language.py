@@ -28,6 +28,7 @@ from vlm.language.tags import TagSettings
 from vlm.language.tokenizer import load_tokenizer, train_bpe_tokenizer
 
 from .base import CompileOptions, VlmTask
+from .interfaces import TakesCollators, TextCorpus
 from .optimization import Optimization
 
 PARTS = ('encoder', 'projector', 'tagger', 'decoder')
@@ -74,6 +75,8 @@ class VisionLanguageTask(VlmTask):
         'val/loss'.
     max_new_tokens / num_beams: generation at validation, test and predict.
     """
+
+    encoder_path = 'model.encoder'
 
     def __init__(
             self,
@@ -143,7 +146,7 @@ class VisionLanguageTask(VlmTask):
                 # the earlier stage's token ids: a BPE trained anew on this stage's texts would scramble them
                 path = self.hparams.init_checkpoint
                 self.build(tokenizer_from_files(checkpoint_tokenizer_files(read_checkpoint(path), path)))
-            elif hasattr(self.trainer.datamodule, 'training_texts'):
+            elif isinstance(self.trainer.datamodule, TextCorpus):
                 # deterministic: the same training texts give the tokenizer stored in this run's checkpoints
                 self.build(train_bpe_tokenizer(self.trainer.datamodule.training_texts(),
                                                self.hparams.tokenizer_vocab_size))
@@ -151,7 +154,7 @@ class VisionLanguageTask(VlmTask):
 
     def _hand_collators(self) -> None:
         datamodule = getattr(self._trainer, 'datamodule', None) if self._trainer is not None else None
-        if self.processor is not None and hasattr(datamodule, 'set_collate_fns'):
+        if self.processor is not None and isinstance(datamodule, TakesCollators):
             datamodule.set_collate_fns(self.collator(training=True), self.collator(training=False))
 
     def collator(self, training: bool) -> VisionLanguageCollator:
