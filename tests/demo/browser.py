@@ -59,9 +59,10 @@ def running_demo(arguments: List[str], timeout: float = 240) -> Iterator[str]:
 
 
 def drive(url: str, image: Path, question: str, screenshot: Optional[Path] = None, bad_file: Optional[Path] = None,
-          timeout_ms: int = 120_000) -> Dict[str, str]:
-    """Upload `bad_file` (if given: its message must appear) then `image`, wait for the caption and the detections,
-    ask `question` and wait for the answer. Returns what the page showed: status, caption, answer, bad_status."""
+          timeout_ms: int = 120_000, detections: bool = True) -> Dict[str, str]:
+    """Upload `bad_file` (if given: its message must appear) then `image`, wait for the caption and (with a
+    detector: `detections`) the drawn detections, ask `question` and wait for the answer. Returns what the page
+    showed: status, caption, answer, bad_status."""
     from playwright.sync_api import sync_playwright
 
     if not CHROMIUM.is_file():
@@ -82,7 +83,8 @@ def drive(url: str, image: Path, question: str, screenshot: Optional[Path] = Non
                 page.wait_for_function("document.querySelector('#status').innerText.includes('Upload an image')")
             upload.set_input_files(str(image))
             page.wait_for_function("document.querySelector('#caption textarea').value.length > 0")
-            page.wait_for_function("!!document.querySelector('#detections img')")
+            if detections:
+                page.wait_for_function("!!document.querySelector('#detections img')")
             shown['status'] = page.locator('#status').inner_text()
             shown['caption'] = page.locator('#caption textarea').input_value()
             box = page.locator('#question textarea')
@@ -117,7 +119,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     arguments += ['--segmenter', args.segmenter] if args.segmenter else []
     arguments += ['--score-threshold', args.score_threshold] if args.score_threshold else []
     with running_demo(arguments) as url:
-        for key, value in drive(url, args.image, args.question, args.screenshot).items():
+        shown = drive(url, args.image, args.question, args.screenshot, detections=bool(args.detector))
+        for key, value in shown.items():
             print(f'{key}: {value}')
     return 0
 

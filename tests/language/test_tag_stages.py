@@ -3,12 +3,10 @@
 checkpoint (`init_checkpoint`) and trains the answers with the tagger frozen."""
 from pathlib import Path
 
-import pytest
 import torch
 import yaml
 
 from vlm.cli import main as vlm_main
-from vlm.data.shapes import generate_shapes
 from vlm.tasks import VisionLanguageTask
 
 from .test_task_cli import SHAPES_DECODER, TINY_ENCODER, _shapes_paths
@@ -17,14 +15,6 @@ TAGS = {'vocabularies': {'category': ['circle', 'cross', 'ring', 'square', 'star
                          'color': ['red', 'green', 'blue', 'yellow', 'purple', 'cyan']},
         'indices': [0], 'mean_rgb': 2, 'hidden_size': 16}
 INSTANCES = {'train_instances': 'annotations/instances_train.json', 'val_instances': 'annotations/instances_val.json'}
-
-
-@pytest.fixture(scope='module')
-def shapes(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp('stage_shapes')
-    generate_shapes(root, train_images=12, val_images=4, image_size=64, classification_images_per_class=1,
-                    classification_val_images_per_class=1, classification_image_size=32, workers=1)
-    return root
 
 
 def _config(tmp_path: Path, shapes: Path, name: str, model: dict, data: dict) -> Path:

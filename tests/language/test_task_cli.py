@@ -8,7 +8,6 @@ import yaml
 
 from vlm.cli import main as vlm_main
 from vlm.data import VisionLanguageDataModule
-from vlm.data.shapes import generate_shapes
 from vlm.encoder.weights import CheckpointShapeError
 from vlm.language.collator import VisionLanguageCollator
 from vlm.language.inference import VisionLanguagePredictor
@@ -19,14 +18,6 @@ from .tiny import TINY_DECODER, tiny_tokenizer
 TINY_ENCODER = dict(patch_size=8, img_size=64, depth=2, embed_dim=64, num_heads=2)
 # room for 16 image tokens and the longest shapes caption in the 300-token BPE (about 50 tokens)
 SHAPES_DECODER = {**TINY_DECODER, 'max_position_embeddings': 128}
-
-
-@pytest.fixture(scope='module')
-def shapes(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp('shapes')
-    generate_shapes(root, train_images=12, val_images=4, image_size=64, classification_images_per_class=1,
-                    classification_val_images_per_class=1, classification_image_size=32, workers=1)
-    return root
 
 
 def _shapes_paths() -> dict:
