@@ -9,7 +9,7 @@ from vlm.cli import main as vlm_main
 from vlm.language.inference import VisionLanguagePredictor
 from vlm.tasks import VisionLanguageTask
 
-from .test_task_cli import TINY_ENCODER, _config, shapes  # noqa: F401  (the shapes fixture)
+from .test_task_cli import TINY_ENCODER, _config  # the shapes fixture: tests/language/conftest.py
 from .tiny import TINY_DECODER, random_images, tiny_tokenizer
 
 LORA = {'parts': ['decoder'], 'r': 4, 'alpha': 8, 'dropout': 0.0}
