@@ -1,22 +1,24 @@
-"""Does the converted DINOv2-small transfer? Fine-tune it and the same encoder from random init, same budget, on the
-shapes classification tree and on scikit-learn's 8x8 handwritten digits (upsampled), with `vlm fit`'s classifier.
-
-Writes the digits as an ImageNet-style folder first (`--digits`, 80/20 split by a fixed permutation, 56 px RGB),
-then runs each (dataset, initial weights) pair for `--epochs` epochs at lr `--lr` (AdamW, warmup, cosine; the
-config's recipe otherwise), alone and one after another, and prints a markdown table: val/acc1 after each epoch,
-the wall time, and how far the mixed RoPE frequencies (zero after conversion: the identity) moved.
+"""Does a pretrained encoder transfer? On the shapes classification tree and on scikit-learn's 8x8 handwritten digits
+(upsampled), rows: a linear probe of the converted DINOv2-small (`vlm fit` with `freeze_encoder`, and scikit-learn's
+logistic regression on the same frozen features as an independent reference), the fine-tuning recipe
+(`configs/transfer/finetune_pretrained.yaml`) on the converted encoder and on timm's original DINOv2-small, each
+over `--seeds` seeds, and the from-scratch recipe (`configs/shapes/classification.yaml`) stopped at the mean
+fine-tuning wall time. Each run alone, one after another; prints a markdown table of val/acc1 and wall times.
 
     vlm weights dinov2-small --out weights/dinov2-small
     vlm convert local-dir:weights/dinov2-small --out weights/dinov2-small-rope-rms
-    python -m benchmarks.experiments.transfer_table --encoder weights/dinov2-small-rope-rms [--epochs 2] [--lr 3e-4]
+    python -m benchmarks.experiments.transfer_table [--seeds 3] [--datasets shapes digits]
+
+The digits are written as an ImageNet-style folder first (`--digits`, 80/20 split by a fixed permutation, 56 px
+RGB); they train without horizontal flips (a mirrored digit is another glyph).
 """
 from __future__ import annotations
 
 import argparse
-import json
+import statistics
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -25,6 +27,9 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
 SIZE = 56  # 4 x 4 patches of 14
+RECIPE = REPO / 'configs/transfer/finetune_pretrained.yaml'
+SCRATCH = REPO / 'configs/shapes/classification.yaml'
+PROBE_LR = ['--model.init_args.optimization.lr', '5e-4']  # x head_lr_scale 20: the head alone at 1e-2
 
 
 def write_digits(out: Path, size: int = SIZE) -> Path:
@@ -44,71 +49,123 @@ def write_digits(out: Path, size: int = SIZE) -> Path:
     return out
 
 
-def encoder_options(folder: Path, pretrained: bool) -> List[str]:
-    """The converted folder itself, or the same architecture and arguments from random init."""
-    if pretrained:  # the config's from-scratch encoder_kwargs do not apply
-        return ['--model.init_args.encoder', f'local-dir:{folder}', '--model.init_args.encoder_kwargs', '{}']
-    config = json.loads((folder / 'config.json').read_text())
-    kwargs = {k: v for k, v in config['model_args'].items() if k not in ('num_classes',)}
-    kwargs['img_size'] = SIZE
-    return ['--model.init_args.encoder', config['architecture'], '--model.init_args.encoder_kwargs', json.dumps(kwargs)]
+class LastAccuracy(Callback):
+    """Keeps val/acc1 of the last validation (not the sanity check)."""
 
-
-class RecordAccuracy(Callback):
-    """Appends val/acc1 after every validation epoch (not the sanity check)."""
-
-    def __init__(self, accuracies: List[float]) -> None:
-        self.accuracies = accuracies
+    def __init__(self) -> None:
+        self.accuracy = float('nan')
 
     def on_validation_epoch_end(self, trainer: Any, module: Any) -> None:
         if not trainer.sanity_checking:
-            self.accuracies.append(float(trainer.callback_metrics['val/acc1']))
+            self.accuracy = float(trainer.callback_metrics['val/acc1'])
 
 
-def fine_tune(dataset: Path, pretrained: bool, folder: Path, epochs: int, lr: float, out: Path) -> Dict[str, Any]:
+def fit(config: Path, dataset: Path, options: Sequence[str], out: Path, name: str) -> Tuple[float, float]:
+    """`vlm fit --config config --data.root dataset *options`, in this process; (last val/acc1, fit seconds)."""
     from vlm.cli.lightning import VlmCLI
 
-    name = f"{dataset.name}_{'dinov2' if pretrained else 'random'}"
-    config = str(REPO / 'configs/shapes/classification.yaml')
-    cli = VlmCLI(args=['--config', config, *encoder_options(folder, pretrained),
-                       '--model.init_args.optimization.lr', str(lr), '--trainer.max_epochs', str(epochs),
-                       '--data.init_args.root', str(dataset), '--data.init_args.shapes_root', 'null',
-                       '--data.init_args.image_size', str(SIZE), '--data.init_args.batch_size', '32',
+    cli = VlmCLI(args=['--config', str(config), '--data.init_args.root', str(dataset), *options,
                        '--trainer.enable_progress_bar', 'false', '--trainer.enable_checkpointing', 'false',
+                       '--trainer.enable_model_summary', 'false',
                        '--trainer.logger.init_args.save_dir', str(out), '--trainer.logger.init_args.name', name],
                  run=False)
-    accuracies: List[float] = []
-
-    cli.trainer.callbacks.append(RecordAccuracy(accuracies))
-    encoder = cli.model.encoder_module()
-    freqs_before = encoder.rope.freqs.detach().clone() if getattr(encoder, 'rope', None) is not None else None
+    record = LastAccuracy()
+    cli.trainer.callbacks.append(record)
     start = time.perf_counter()
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    seconds = time.perf_counter() - start
-    moved = (float((cli.model.encoder_module().rope.freqs.detach() - freqs_before).abs().max())
-             if freqs_before is not None else float('nan'))
-    return dict(dataset=dataset.name, init='converted DINOv2-small' if pretrained else 'random init',
-                accuracies=accuracies, seconds=seconds, rope_moved=moved)
+    return record.accuracy, time.perf_counter() - start
+
+
+def logistic_probe(encoder: str, dataset: Path) -> Tuple[float, float]:
+    """scikit-learn's logistic regression on the frozen encoder's class token + mean patch token (eval transform,
+    standardised), the best C of (0.1, 1, 10) on val: an upper reference for the linear probe. (val acc, seconds)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from vlm.data import ClassificationDataModule
+    from vlm.encoder import create_encoder, encoder_normalization
+    from vlm.encoder.pooling import pool_features
+
+    start = time.perf_counter()
+    model = create_encoder(encoder).eval()
+    data = ClassificationDataModule(root=str(dataset), image_size=SIZE, crop_pct=1.0, batch_size=64,
+                                    num_workers=2, normalization=encoder_normalization(encoder))
+    data.setup('validate')
+    data.datasets['train'] = type(data.datasets['val'])(
+        data.path(data.train_dir), data.datasets['val'].transform, classes=data.classes)
+
+    def features(split: str) -> Tuple[np.ndarray, np.ndarray]:
+        loader = torch.utils.data.DataLoader(data.datasets[split], batch_size=64, num_workers=2,
+                                             collate_fn=data.collate_fn)
+        xs, ys = [], []
+        with torch.no_grad():
+            for batch in loader:
+                xs.append(pool_features(model, model.forward_features(batch['images']), 'token+avg'))
+                ys.append(batch['labels'])
+        return torch.cat(xs).numpy(), torch.cat(ys).numpy()
+
+    (x_train, y_train), (x_val, y_val) = features('train'), features('val')
+    scaler = StandardScaler().fit(x_train)
+    best = max(LogisticRegression(C=c, max_iter=2000).fit(scaler.transform(x_train), y_train)
+               .score(scaler.transform(x_val), y_val) for c in (0.1, 1.0, 10.0))
+    return float(best), time.perf_counter() - start
+
+
+def table(dataset: Path, converted: str, original: str, seeds: Sequence[int], out: Path,
+          steps: Optional[int] = None) -> List[Dict[str, Any]]:
+    """The rows of one dataset (see the module docstring); `steps`: the recipe's max_steps instead of its own."""
+    flip = [] if dataset.name != 'digits' else ['--data.init_args.hflip', '0']
+    if steps:
+        flip += ['--trainer.max_steps', str(steps), '--trainer.val_check_interval', str(steps)]
+    rows: List[Dict[str, Any]] = []
+    accuracy, seconds = logistic_probe(converted, dataset)
+    rows.append(dict(recipe='linear probe: logistic regression (scikit-learn, best C on val)', encoder=converted,
+                     accuracies=[accuracy], seconds=[seconds]))
+    accuracy, seconds = fit(RECIPE, dataset, ['--model.init_args.encoder', converted,
+                                              '--model.init_args.freeze_encoder', 'true', *PROBE_LR, *flip],
+                            out, f'{dataset.name}_probe')
+    rows.append(dict(recipe='linear probe: `vlm fit`, freeze_encoder', encoder=converted, accuracies=[accuracy],
+                     seconds=[seconds]))
+    fine_tunes = (('fine-tune (recipe), converted', converted), ('fine-tune (recipe), timm original', original))
+    for label, encoder in fine_tunes:
+        runs = [fit(RECIPE, dataset, ['--model.init_args.encoder', encoder, '--seed_everything', str(seed), *flip],
+                    out, f"{dataset.name}_{label.split(', ')[-1].replace(' ', '_')}_seed{seed}") for seed in seeds]
+        rows.append(dict(recipe=label, encoder=encoder, accuracies=[a for a, _ in runs], seconds=[s for _, s in runs]))
+    budget = statistics.mean(rows[2]['seconds'])
+    minutes, rest = divmod(int(round(budget)), 60)
+    accuracy, seconds = fit(SCRATCH, dataset, ['--data.init_args.shapes_root', 'null',
+                                               '--trainer.max_time', f'00:00:{minutes:02d}:{rest:02d}', *flip[:2]],
+                            out, f'{dataset.name}_scratch')
+    rows.append(dict(recipe='from scratch (shapes recipe), stopped at the fine-tune wall time', encoder='random init',
+                     accuracies=[accuracy], seconds=[seconds]))
+    return rows
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--encoder', default='weights/dinov2-small-rope-rms', help='a `vlm convert` folder')
+    parser.add_argument('--converted', default='weights/dinov2-small-rope-rms', help='a `vlm convert` folder')
+    parser.add_argument('--original', default='weights/dinov2-small', help="timm's DINOv2 folder (`vlm weights`)")
+    parser.add_argument('--datasets', nargs='+', default=['shapes', 'digits'], choices=['shapes', 'digits'])
     parser.add_argument('--shapes', default='data/shapes/classification')
     parser.add_argument('--digits', default='data/digits')
-    parser.add_argument('--epochs', type=int, default=2)
-    parser.add_argument('--lr', type=float, default=3e-4)
+    parser.add_argument('--seeds', type=int, default=3)
+    parser.add_argument('--max-steps', type=int, help="the recipe's steps instead of its own (a quick look)")
     parser.add_argument('--out', default='runs/transfer_table')
     args = parser.parse_args(argv)
-    datasets = [Path(args.shapes), write_digits(Path(args.digits))]
-    rows = [fine_tune(dataset, pretrained, Path(args.encoder), args.epochs, args.lr, Path(args.out))
-            for dataset in datasets for pretrained in (True, False)]
-    print(f'\n{args.epochs} epochs each at lr {args.lr}, {SIZE} px, batch 32, {torch.get_num_threads()} threads\n')
-    print('| dataset | initial encoder | val/acc1 per epoch | wall | RoPE frequencies moved (max abs) |')
+    roots = {'shapes': Path(args.shapes), 'digits': Path(args.digits)}
+    if 'digits' in args.datasets:
+        write_digits(roots['digits'])
+    results = {name: table(roots[name], f'local-dir:{args.converted}', f'local-dir:{args.original}',
+                           range(args.seeds), Path(args.out), args.max_steps) for name in args.datasets}
+    print(f'\n{SIZE} px, {torch.get_num_threads()} threads; fine-tune rows: mean over seeds (each seed)\n')
+    print('| dataset | recipe | encoder | val/acc1 | wall (fit) |')
     print('| --- | --- | --- | --- | --- |')
-    for row in rows:
-        print(f"| {row['dataset']} | {row['init']} | {', '.join(f'{a:.3f}' for a in row['accuracies'])} | "
-              f"{row['seconds']:.0f} s | {row['rope_moved']:.2e} |")
+    for name, rows in results.items():
+        for row in rows:
+            accuracies, seconds = row['accuracies'], row['seconds']
+            each = f" ({', '.join(f'{a:.3f}' for a in accuracies)})" if len(accuracies) > 1 else ''
+            print(f"| {name} | {row['recipe']} | {row['encoder']} | {statistics.mean(accuracies):.3f}{each} | "
+                  f"{statistics.mean(seconds):.0f} s |")
 
 
 if __name__ == '__main__':

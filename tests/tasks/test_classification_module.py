@@ -148,3 +148,82 @@ def test_fine_tuning_from_local_weights_skips_the_old_head(tmp_path):
     model = ImageClassifier(num_classes=3, encoder_weights=str(tmp_path / 'pretrained.safetensors'), **ENCODER)
     torch.testing.assert_close(model.model.blocks[1].mlp.fc1.weight, source.model.blocks[1].mlp.fc1.weight)
     assert model.model.head.weight.shape == (3, 64)
+
+
+# -- pretrained encoders: pooled features, linear probing, LP-FT, the head's lr ---------------------------------
+
+def _encoder_state(model):
+    return {k: v.clone() for k, v in model.model.state_dict().items() if not k.startswith('head.')}
+
+
+def _changed(before, model):
+    after = model.model.state_dict()
+    return {k for k, v in before.items() if not torch.equal(v, after[k])}
+
+
+def test_token_plus_avg_pool_is_the_class_token_beside_the_mean_patch_token():
+    model = ImageClassifier(num_classes=3, pool='token+avg', **ENCODER).eval()
+    images = torch.randn(2, 3, 32, 32)
+    tokens = model.model.forward_features(images)  # (2, 1 + 16, 64)
+    expected = torch.cat([tokens[:, 0], tokens[:, 1:].mean(1)], dim=-1) @ model.model.head.weight.T
+    assert model.model.head.in_features == 128
+    torch.testing.assert_close(model(images), expected + model.model.head.bias)
+
+
+def test_a_pool_the_encoder_cannot_give_is_refused():
+    with pytest.raises(ValueError, match='has none'):
+        ImageClassifier(num_classes=3, pool='token', **{**ENCODER, 'encoder_kwargs': {
+            **ENCODER['encoder_kwargs'], 'class_token': False, 'global_pool': 'avg'}})
+    with pytest.raises(ValueError, match='pool must be one of'):
+        ImageClassifier(num_classes=3, pool='max', **ENCODER)
+
+
+def test_linear_probe_trains_the_head_alone_with_the_encoder_in_eval_mode():
+    model = ImageClassifier(num_classes=3, freeze_encoder=True, pool='avg', optimization=dict(lr=1e-2), **{
+        **ENCODER, 'encoder_kwargs': {**ENCODER['encoder_kwargs'], 'drop_path_rate': 0.5}})
+    before, head = _encoder_state(model), model.model.head.weight.clone()
+    modes = []
+    model.model.head.register_forward_pre_hook(
+        lambda head, args: modes.append((model.model.blocks[0].training, head.training)))
+    trainer = _trainer(max_steps=3)
+    trainer.fit(model, _loader())
+    assert _changed(before, model) == set()
+    assert not torch.equal(head, model.model.head.weight)
+    assert modes == [(False, True)] * 3  # drop path off on the frozen blocks
+    trained = {id(p) for g in trainer.optimizers[0].param_groups for p in g['params']}
+    assert trained == {id(p) for p in model.model.head.parameters()}
+
+
+def test_lp_ft_freezes_the_encoder_for_its_first_steps_then_fine_tunes_it():
+    model = ImageClassifier(num_classes=3, linear_probe_steps=2, optimization=dict(lr=1e-2, warmup_steps=0),
+                            **ENCODER)
+    before = _encoder_state(model)
+    changed_at = []
+
+    class Spy(L.Callback):
+        def on_train_batch_end(self, trainer, module, *args):
+            changed_at.append(bool(_changed(before, module)))
+
+    _trainer(max_steps=4, callbacks=[Spy()]).fit(model, _loader())
+    assert changed_at == [False, False, True, True]
+
+
+def test_the_head_learns_at_head_lr_scale_times_the_top_layer_lr():
+    def scales_of(head_lr_scale):
+        torch.manual_seed(0)
+        model = ImageClassifier(num_classes=3, head_lr_scale=head_lr_scale, **ENCODER,
+                                optimization=dict(layer_decay=0.5, lr=1e-3, warmup_epochs=0, min_lr=1e-3))
+        trainer = _trainer(max_steps=1)
+        trainer.fit(model, _loader())
+        names = {id(p): n for n, p in model.model.named_parameters()}
+        groups = trainer.optimizers[0].param_groups
+        for group in groups:
+            assert group['lr'] == pytest.approx(1e-3 * group['lr_scale'])
+        scales = {names[id(p)]: (g['lr_scale'], g['weight_decay']) for g in groups for p in g['params']}
+        assert len(scales) == len(names)  # every parameter is optimised, once
+        return scales
+
+    plain, scaled = scales_of(1.0), scales_of(20.0)  # 1.0: timm's own groups, built from the module
+    assert scaled['head.weight'] == (20.0, plain['head.weight'][1]) and scaled['head.bias'][0] == 20.0
+    assert {k: v for k, v in scaled.items() if not k.startswith('head.')} == {
+        k: v for k, v in plain.items() if not k.startswith('head.')}
