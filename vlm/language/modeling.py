@@ -110,9 +110,10 @@ class VisionLanguageModel(PreTrainedModel, GenerationMixin):
             raise ValueError('this model has no tagger (its config has no tags)')
         return self.tagger(self._grids(pixel_values), pixel_values)
 
-    def _grids(self, pixel_values: torch.Tensor) -> List[torch.Tensor]:
-        """The encoder's grids the tagger reads (at `tags.indices`), the final one last: [(B, C, H/p, W/p)]."""
-        indices = self.tag_settings.indices if self.tag_settings is not None else ()
+    def _grids(self, pixel_values: torch.Tensor, tagger_reads: bool = True) -> List[torch.Tensor]:
+        """The encoder's grids the tagger reads (at `tags.indices`; none when not `tagger_reads`), the final one
+        last: [(B, C, H/p, W/p)]."""
+        indices = self.tag_settings.indices if self.tag_settings is not None and tagger_reads else ()
         encoder_dtype = next(self.encoder.parameters()).dtype
         features = dense_features(self.encoder, pixel_values.to(encoder_dtype), indices=indices, norm=True)
         return [*features.intermediates, features.last]
@@ -125,19 +126,25 @@ class VisionLanguageModel(PreTrainedModel, GenerationMixin):
         the tagger's predictions, or with `tags.source: annotations` from the ground-truth targets tag_centres
         (B, g_h, g_w) and tag_labels (B, V, g_h, g_w) (the oracle)."""
         settings = self.tag_settings
-        grids = self._grids(pixel_values)
+        oracle = settings is not None and settings.source == 'annotations'
+        if oracle and (tag_centres is None or tag_labels is None):
+            raise InputError("this model's tags come from annotations (tags.source: annotations, the oracle): "
+                             'give the images\' instance annotations')
+        # the oracle never reads the tagger: only the final grid is computed (no intermediates, no tagger pass)
+        grids = self._grids(pixel_values, tagger_reads=not oracle)
         vocabulary = self.get_input_embeddings().weight if self.projector.kind == 'vocabulary' else None
         tokens = self.projector(grids[-1], vocabulary)  # (B, N, D)
         if self.tagger is None:
             return tokens, None
-        logits = self.tagger(grids, pixel_values)
-        check_grid(logits, tag_centres)
-        if settings.source == 'annotations':
-            if tag_centres is None or tag_labels is None:
-                raise InputError("this model's tags come from annotations (tags.source: annotations, the oracle): "
-                                 'give the images\' instance annotations')
+        if oracle:
+            if tag_centres.shape[-2] * tag_centres.shape[-1] != tokens.shape[1]:
+                raise ValueError(f'tag targets of {tuple(tag_centres.shape[-2:])} cells for {tokens.shape[1]} '
+                                 f'image tokens')
+            logits = None
             tags = annotated_tags(tag_centres, tag_labels, [len(w) for w in settings.vocabularies.values()])
         else:
+            logits = self.tagger(grids, pixel_values)
+            check_grid(logits, tag_centres)
             tags = predicted_tags(logits)
         embeddings = self.get_input_embeddings().weight
         vocabularies = [word_embeddings(embeddings, ids) for ids in self.config.tag_word_ids]
