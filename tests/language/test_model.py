@@ -9,7 +9,7 @@ from vlm.language.processor import IGNORE_INDEX, PromptTooLongError, VisionLangu
 from vlm.language.projector import pixel_shuffle_tokens
 from vlm.language.prompts import caption_prompt, target_text, vqa_prompt
 
-from .tiny import CAPTIONS, random_images, tiny_model
+from .tiny import CAPTIONS, memorizing_model, random_images, tiny_model
 
 
 def _batch(processor, count=3):
@@ -156,18 +156,9 @@ def test_sampling_and_beam_search_run():
 
 
 def test_overfits_a_few_image_caption_pairs_to_exact_reproduction():
-    model, processor = tiny_model()
-    model.train()
     images = random_images(4, seed=1)
     captions = CAPTIONS[:4]
-    batch = processor([caption_prompt()] * 4, images, [target_text(c) for c in captions], padding_side='right')
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(150):
-        loss = model(**batch).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
+    model, processor = memorizing_model(images, captions)
     inputs = processor([caption_prompt()] * 4, images)
     output = model.generate(**inputs, max_new_tokens=16, do_sample=False)
     assert processor.decode(output, inputs['input_ids'].shape[1]) == captions

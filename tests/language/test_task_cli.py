@@ -95,6 +95,14 @@ def test_fit_validate_export_caption_ask(tmp_path, shapes, capsys):
     for name, tensor in task.model.state_dict().items():
         assert torch.equal(tensor, predictor.model.state_dict()[name]), name
     assert len(predictor.caption([str(images[0])], max_new_tokens=3)) == 1
+    half = tmp_path / 'export_bf16'
+    assert vlm_main(['export', '--ckpt', str(last), '--out', str(half), '--precision', 'bf16']) == 0
+    stored = VisionLanguagePredictor.from_pretrained(half)  # the decoder in bf16 as stored, the image path in fp32
+    assert stored.model.language_model.lm_head.weight.dtype == torch.bfloat16
+    for name, tensor in task.model.state_dict().items():
+        loaded = stored.model.state_dict()[name]
+        assert torch.equal(tensor.to(torch.bfloat16).to(loaded.dtype), loaded), name
+    assert (half / 'model.safetensors').stat().st_size < 0.55 * (out / 'model.safetensors').stat().st_size
     bigger = VisionLanguagePredictor.from_pretrained(out, image_size=96)
     assert bigger.processor.settings.tokens_per_image == 36
     assert len(bigger.ask([str(images[0])], 'how many shapes are there?', max_new_tokens=3)) == 1

@@ -47,3 +47,22 @@ def export_tiny_model(out: Path) -> Path:
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
+
+
+def memorizing_model(images: List[torch.Tensor], captions: List[str], steps: int = 150
+                     ) -> Tuple[VisionLanguageModel, VisionLanguageProcessor]:
+    """A tiny model trained (AdamW, lr 3e-3, full batch) until it reproduces each image's caption, in eval mode:
+    its greedy answers have the margins of a trained model's."""
+    from vlm.language.prompts import caption_prompt, target_text
+
+    model, processor = tiny_model()
+    model.train()
+    batch = processor([caption_prompt()] * len(images), images, [target_text(c) for c in captions],
+                      padding_side='right')
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(steps):
+        loss = model(**batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval(), processor

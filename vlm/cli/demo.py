@@ -8,6 +8,8 @@ from typing import List, Optional
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    from .generate import add_precision_argument
+
     parser = argparse.ArgumentParser(prog='vlm demo', description='A local web page: caption, detect, segment, chat.')
     parser.add_argument('--model', help='a vision-language model directory written by `vlm export`')
     parser.add_argument('--detector', help='a detection checkpoint of `vlm fit` (FCOS, RetinaNet or Mask R-CNN)')
@@ -19,6 +21,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--host', default='127.0.0.1', help='the address to serve on (default: this machine only)')
     parser.add_argument('--port', type=int, default=7860)
     parser.add_argument('--device', default='cpu')
+    add_precision_argument(parser)
     args = parser.parse_args(argv)
     if not (args.model or args.detector or args.segmenter):
         parser.error('give --model, --detector and / or --segmenter')
@@ -37,7 +40,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     from vlm.language.inference import VisionLanguagePredictor
 
     app = DemoApp(
-        VisionLanguagePredictor.from_pretrained(args.model, device=args.device) if args.model else None,
+        VisionLanguagePredictor.from_pretrained(args.model, device=args.device, precision=args.precision)
+        if args.model else None,
         DemoDetector(args.detector, args.score_threshold) if args.detector else None,
         DemoSegmenter(args.segmenter) if args.segmenter else None,
         args.max_new_tokens, args.max_image_pixels)

@@ -22,6 +22,16 @@ def add_generation_arguments(parser: argparse.ArgumentParser, max_new_tokens: in
     parser.add_argument('--batch-size', type=int, default=8)
     parser.add_argument('--image-size', type=int, default=None, help='run at another resolution than trained')
     parser.add_argument('--device', default='cpu')
+    add_precision_argument(parser)
+
+
+def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+    from vlm.language.precision import PRECISIONS
+
+    parser.add_argument('--precision', choices=PRECISIONS, default=None,
+                        help="weights for inference: fp32, bf16 (half the bytes) or int8 (int8 decoder weights, "
+                             "bf16 otherwise; needs torchao); default: as the model folder stores them. "
+                             "See docs/inference.md")
 
 
 def _output_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,7 +100,8 @@ def load_predictor(args: argparse.Namespace):
     from vlm.language.inference import VisionLanguagePredictor
 
     check_generation_arguments(args)
-    return VisionLanguagePredictor.from_pretrained(args.model, device=args.device, batch_size=args.batch_size,
+    return VisionLanguagePredictor.from_pretrained(args.model, device=args.device, precision=args.precision,
+                                                   batch_size=args.batch_size,
                                                    image_size=args.image_size)
 
 

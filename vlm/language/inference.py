@@ -23,6 +23,7 @@ from vlm.errors import DataError, InputError, MissingFileError
 
 from .chat import Message
 from .modeling import VisionLanguageModel
+from .precision import check_precision, set_inference_precision
 from .processor import PROCESSOR_CONFIG, ImageInput, Instances, PromptTooLongError, VisionLanguageProcessor
 from .prompts import caption_conversation, text_conversation, vqa_conversation, vqa_prompt
 
@@ -51,10 +52,14 @@ class VisionLanguagePredictor:
         self.batch_size = batch_size
 
     @classmethod
-    def from_pretrained(cls, directory: Union[str, Path], device: str = 'cpu', dtype: torch.dtype = torch.float32,
+    def from_pretrained(cls, directory: Union[str, Path], device: str = 'cpu', precision: Optional[str] = None,
                         batch_size: int = 8, image_size: Optional[int] = None) -> 'VisionLanguagePredictor':
-        """Load a directory written by `vlm export` / `save_pretrained` (never downloads). image_size: run at
+        """Load a directory written by `vlm export` / `save_pretrained` (never downloads). precision: 'fp32',
+        'bf16' or 'int8' (`vlm.language.precision`); None: the precision the folder stores (`vlm export
+        --precision`). image_size: run at
         another resolution than trained (RoPE encoder): more or fewer image tokens."""
+        if precision is not None:
+            check_precision(precision)
         directory = Path(directory)
         if not (directory / 'config.json').is_file():
             raise MissingFileError(directory, 'not a model directory (no config.json): write one with `vlm export`')
@@ -73,10 +78,12 @@ class VisionLanguagePredictor:
         if not any((directory / name).is_file() for name in ('model.safetensors', 'model.safetensors.index.json')):
             raise MissingFileError(directory, 'no model.safetensors: write the folder with `vlm export`')
         try:
-            model = VisionLanguageModel.from_pretrained(str(directory), local_files_only=True, dtype=dtype)
+            model = VisionLanguageModel.from_pretrained(str(directory), local_files_only=True, dtype='auto')
         except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as error:
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise DataError(directory, f'cannot load the model ({type(error).__name__}: {first[:200]})') from None
+        stored = 'bf16' if model.language_model.dtype == torch.bfloat16 else 'fp32'
+        set_inference_precision(model, precision or stored)  # a bf16 folder: the image path computes in fp32
         model = model.to(device)
         processor = VisionLanguageProcessor.from_pretrained(directory)
         if image_size is not None:

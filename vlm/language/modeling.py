@@ -132,7 +132,8 @@ class VisionLanguageModel(PreTrainedModel, GenerationMixin):
                              'give the images\' instance annotations')
         # the oracle never reads the tagger: only the final grid is computed (no intermediates, no tagger pass)
         grids = self._grids(pixel_values, tagger_reads=not oracle)
-        vocabulary = self.get_input_embeddings().weight if self.projector.kind == 'vocabulary' else None
+        vocabulary = (self.get_input_embeddings().weight.to(grids[-1].dtype) if self.projector.kind == 'vocabulary'
+                      else None)  # the decoder may run in another precision than the image path
         tokens = self.projector(grids[-1], vocabulary)  # (B, N, D)
         if self.tagger is None:
             return tokens, None
@@ -146,7 +147,7 @@ class VisionLanguageModel(PreTrainedModel, GenerationMixin):
             logits = self.tagger(grids, pixel_values)
             check_grid(logits, tag_centres)
             tags = predicted_tags(logits)
-        embeddings = self.get_input_embeddings().weight
+        embeddings = self.get_input_embeddings().weight.to(tokens.dtype)
         vocabularies = [word_embeddings(embeddings, ids) for ids in self.config.tag_word_ids]
         return tokens + tag_tokens(tags.centre, tags.words, vocabularies).to(tokens.dtype), logits
 
