@@ -58,6 +58,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     module, function, _ = SUBCOMMANDS[name]
     from vlm.errors import CheckpointShapeError, DataError, InputError, one_line
 
+    from .quiet import quiet
+
+    quiet()  # before the command imports the libraries whose noise it filters
+
     try:
         command: Callable[[List[str]], Optional[int]] = getattr(importlib.import_module(module), function)
         return command(argv[1:]) or 0
