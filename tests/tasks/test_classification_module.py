@@ -227,3 +227,9 @@ def test_the_head_learns_at_head_lr_scale_times_the_top_layer_lr():
     assert scaled['head.weight'] == (20.0, plain['head.weight'][1]) and scaled['head.bias'][0] == 20.0
     assert {k: v for k, v in scaled.items() if not k.startswith('head.')} == {
         k: v for k, v in plain.items() if not k.startswith('head.')}
+
+
+def test_pooled_evaluation_records_no_graph():
+    model = ImageClassifier(num_classes=3, pool='token+avg', **ENCODER).eval()
+    with torch.no_grad():
+        assert not model(torch.randn(2, 3, 32, 32)).requires_grad

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -106,7 +107,7 @@ class ImageClassifier(VlmTask):
         `pool`; with `frozen_encoder` the encoder runs without gradients and only the head gets them."""
         if self.pool is None and not frozen_encoder:
             return model(images)
-        with torch.no_grad() if frozen_encoder else torch.enable_grad():
+        with torch.no_grad() if frozen_encoder else nullcontext():  # evaluation keeps its caller's no-grad mode
             features = pool_features(model, model.forward_features(images), self.pool)  # (B, D) or (B, 2D)
         return model.head(features)
 
