@@ -39,16 +39,16 @@ def test_grounding_tells_a_model_that_sees_from_one_that_guesses(tmp_path):
                            classification_images_per_class=0, classification_val_images_per_class=0, workers=1)
     dataset = VqaV2(root / 'images' / 'val', root / 'annotations' / 'v2_OpenEnded_shapes_val_questions.json',
                     root / 'annotations' / 'v2_shapes_val_annotations.json', image_filename='{image_id:012d}.png')
-    records = [dataset.record(i) for i in range(len(dataset.questions))]
-    truth = {(dataset.image_path(r['image_id']).name, r['question']): r['answers'][0] for r in records}
+    records = [dataset.question(i) for i in range(len(dataset.questions))]
+    truth = {(dataset.image_path(r.image_id).name, r.question): r.answers[0] for r in records}
     common = {}
     for r in records:
-        common.setdefault(r['question'], []).append(r['answers'][0])
+        common.setdefault(r.question, []).append(r.answers[0])
     blind = grounding(_Blind({q: max(set(a), key=a.count) for q, a in common.items()}), dataset)
     assert all(abs(value) < 1e-9 for value in blind['difference'].values())
     answers = {}
     seeing = grounding(_Seeing(truth), dataset, answers_out=answers)
     assert seeing['true']['vqa_acc'] > 0.99
-    assert answers['true'] == {r['question_id']: r['answers'][0] for r in records}  # each pass's answers kept
+    assert answers['true'] == {r.question_id: r.answers[0] for r in records}  # each pass's answers kept
     assert set(answers['shuffled']) == set(answers['true'])
     assert seeing['difference']['vqa_acc'] > 0.2

@@ -17,7 +17,7 @@ from typing import Dict, List, Optional
 
 from vlm.data import ensure_shapes, read_conversations
 from vlm.evaluation.vqa_accuracy import normalize_answer
-from vlm.language.collator import VisionLanguageCollator
+from vlm.language.records import ConversationRecord
 from vlm.language.inference import VisionLanguagePredictor
 
 SHAPES = Path('data/shapes')
@@ -45,17 +45,14 @@ def grounding(predictor: VisionLanguagePredictor, conversation_file: Path, image
         other.update({k: indices[(j + shift) % len(indices)] for j, k in enumerate(indices)})
     scores = {}
     for name, source in (('true', lambda k: k), ('shuffled', other.__getitem__)):
-        prompts = [prompt for k, dialogue in enumerate(dialogues) for prompt in VisionLanguageCollator.prompts(
-            {'images': [str(p) for p in dialogues[source(k)].images], 'conversations': dialogue.messages,
-             'id': dialogue.id})]
-        messages = [sample[0] for sample, _ in prompts]
-        images = [sample[1] for sample, _ in prompts]
-        targets = [target for _, target in prompts]
-        texts = predictor.reply(messages, images, max_new_tokens=max_new_tokens)
+        prompts = [prompt for k, dialogue in enumerate(dialogues) for prompt in ConversationRecord(
+            [str(p) for p in dialogues[source(k)].images], dialogue.messages, dialogue.id).prompts()]
+        texts = predictor.reply([prompt.messages for prompt in prompts], [prompt.images for prompt in prompts],
+                                max_new_tokens=max_new_tokens)
         hits: Dict[str, List[bool]] = defaultdict(list)
-        for text, target in zip(texts, targets):
-            hit = normalize_answer(text) == normalize_answer(target['reference'])
-            for key in ('all', f"{target['images']}_images", answer_kind(target['reference'])):
+        for text, target in zip(texts, [prompt.reference for prompt in prompts]):
+            hit = normalize_answer(text) == normalize_answer(target.reference)
+            for key in ('all', f"{target.images}_images", answer_kind(target.reference)):
                 hits[key].append(hit)
         scores[name] = {key: sum(values) / len(values) for key, values in sorted(hits.items())}
     scores['difference'] = {key: scores['true'][key] - scores['shuffled'][key] for key in scores['true']}

@@ -61,8 +61,8 @@ def questions(root: Path, split: str) -> List[Example]:
     """(image id, question, answer) of every question of a split, read by vlm's VQAv2 reader."""
     paths = shapes_paths(root, split)
     dataset = VqaV2(paths['images'], paths['vqa_questions'], paths['vqa_annotations'])
-    return [(record['image_id'], record['question'], record['answer'])
-            for record in map(dataset.record, range(len(dataset.questions)))]
+    return [(question.image_id, question.question, question.answer)
+            for question in map(dataset.question, range(len(dataset.questions)))]
 
 
 class Learner:

@@ -26,15 +26,15 @@ def vqa_pass(model: str, precision: str, root: Path, limit: Optional[int], batch
              ) -> Tuple[Dict[str, float], List[str], float]:
     dataset = VqaV2(root / 'images' / 'val', root / 'annotations' / 'v2_OpenEnded_shapes_val_questions.json',
                     root / 'annotations' / 'v2_shapes_val_annotations.json', image_filename='{image_id:012d}.png')
-    records = [dataset.record(i) for i in range(len(dataset.questions))][:limit]
+    records = [dataset.question(i) for i in range(len(dataset.questions))][:limit]
     predictor = VisionLanguagePredictor.from_pretrained(model, precision=precision, batch_size=batch)
     start = time.perf_counter()
-    texts = predictor.ask([str(dataset.image_path(r['image_id'])) for r in records], [r['question'] for r in records],
+    texts = predictor.ask([str(dataset.image_path(r.image_id)) for r in records], [r.question for r in records],
                           max_new_tokens=VQA_TOKENS)
     seconds = time.perf_counter() - start
-    scores = vqa_accuracy({r['question_id']: r['answers'] for r in records},
-                          {r['question_id']: t for r, t in zip(records, texts)},
-                          {r['question_id']: r['answer_type'] for r in records})
+    scores = vqa_accuracy({r.question_id: r.answers for r in records},
+                          {r.question_id: t for r, t in zip(records, texts)},
+                          {r.question_id: r.answer_type for r in records})
     return scores, texts, seconds
 
 

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from vlm.data import LlavaConversations, read_conversations
 from vlm.data.collate import collate_records
+from vlm.language.records import ConversationRecord
 from vlm.data.sampling import MixtureShuffle
 from vlm.errors import DataError
 
@@ -45,8 +46,9 @@ def test_reads_llava_records_with_one_two_or_no_images(tmp_path):
     assert double.messages[0] == {'role': 'system', 'content': 'Answer in one word.'}
     assert text.images == [] and text.messages[1] == {'role': 'assistant', 'content': 'hi'}
     item = LlavaConversations(tmp_path / 'images', path)[1]
-    assert [tuple(image.shape) for image in item['images']] == [(3, 16, 20)] * 2
-    assert int(item['images'][0].float().mean()) == 40 and int(item['images'][1].float().mean()) == 200
+    assert isinstance(item, ConversationRecord) and item.id == '7' and item.messages == double.messages
+    assert [tuple(image.shape) for image in item.images] == [(3, 16, 20)] * 2
+    assert int(item.images[0].float().mean()) == 40 and int(item.images[1].float().mean()) == 200
 
 
 BAD = {
@@ -137,8 +139,8 @@ def test_the_datamodule_mixes_captions_and_conversations_by_weights(tmp_path):
     data.setup('fit')
     kinds = Counter()
     for batch in data.train_dataloader():
-        size = len(batch['conversations'] if 'conversations' in batch else batch['captions'])
-        kinds.update('caption' if c is None else 'conversation' for c in batch.get('conversations', [None] * size))
+        kinds.update(type(record).__name__ for record in batch['items'])
+    kinds = {'caption': kinds['CaptionRecord'], 'conversation': kinds['ConversationRecord']}
     assert sum(kinds.values()) == 64 and kinds['conversation'] > kinds['caption'] > 0
     assert len(data.datasets['val']) == 4 + 1  # val: conversations only (4 images, one pair)
     with pytest.raises(ValueError, match='mixture_weights'):

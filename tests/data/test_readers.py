@@ -15,6 +15,7 @@ from vlm.data import (
     SegmentationDataModule,
     VqaV2,
 )
+from vlm.language.records import CaptionRecord, VqaRecord
 
 
 def test_coco_instances_boxes_labels_masks(tmp_path):
@@ -57,7 +58,8 @@ def test_coco_captions(tmp_path):
     fixtures.coco_2017(tmp_path)
     dataset = CocoCaptions(tmp_path / 'val2017', tmp_path / 'annotations/captions_val2017.json')
     item = dataset[0]
-    assert item['image_id'] == 139 and item['captions'] == ['photo 0 of 139', 'photo 1 of 139']
+    assert isinstance(item, CaptionRecord) and item.images == [item.image]
+    assert item.image_id == 139 and item.captions == ['photo 0 of 139', 'photo 1 of 139']
 
 
 def test_vqa_v2(tmp_path):
@@ -65,8 +67,10 @@ def test_vqa_v2(tmp_path):
     dataset = VqaV2(tmp_path / 'val2014', tmp_path / 'v2_OpenEnded_mscoco_val2014_questions.json',
                     tmp_path / 'v2_mscoco_val2014_annotations.json', image_filename='COCO_val2014_{image_id:012d}.jpg')
     item = dataset[1]
-    assert item['question_id'] == 73000 and item['answer'] == '2' and len(item['answers']) == 10
-    assert item['image'].shape == (3, 24, 32)
+    assert isinstance(item, VqaRecord) and len(item.questions) == 1
+    question = item.questions[0]
+    assert question.question_id == 73000 and question.answer == '2' and len(question.answers) == 10
+    assert item.image.shape == (3, 24, 32) and item.image_id == question.image_id
 
 
 def test_imagenet_datamodule(tmp_path):
@@ -130,13 +134,13 @@ def test_vision_language_datamodule_on_shapes(tmp_path):
     dm.setup('fit')
     assert len(dm.datasets['train']) == 6 + 6 * 5  # 6 caption items + 5 questions per image
     batch = next(iter(dm.val_dataloader()))  # 3 caption records, then the first VQA record
-    # the images as they are (uint8): the model's processor resizes and normalises them in the collator
-    assert len(batch['image']) == 4 and batch['image'][0].shape == (3, 64, 64)
-    assert batch['image'][0].dtype == torch.uint8
-    assert all(len(c) >= 3 for c in batch['captions'][:3]) and batch['captions'][3] is None
-    assert batch['question'][:3] == [None] * 3 and batch['question'][3].endswith('?')
+    # the records as they are, images uint8: the model's processor resizes and normalises them in the collator
+    records = batch['items']
+    assert [type(r) for r in records] == [CaptionRecord] * 3 + [VqaRecord]
+    assert all(r.image.shape == (3, 64, 64) and r.image.dtype == torch.uint8 for r in records)
+    assert all(len(r.captions) >= 3 for r in records[:3]) and records[3].questions[0].question.endswith('?')
     vqa_item = dm.datasets['train'][6]
-    assert vqa_item['question'].endswith('?') and len(vqa_item['answers']) == 10
+    assert vqa_item.questions[0].question.endswith('?') and len(vqa_item.questions[0].answers) == 10
 
 
 def test_vqa_v2_grouped_by_image_holds_every_question_of_the_image(tmp_path):
@@ -147,11 +151,11 @@ def test_vqa_v2_grouped_by_image_holds_every_question_of_the_image(tmp_path):
     image_ids = list(dict.fromkeys(q['image_id'] for q in single.questions))
     assert len(grouped) == len(image_ids) < len(single)
     records = [grouped[i] for i in range(len(grouped))]
-    assert [r['image_id'] for r in records] == image_ids
-    flat = [qa for r in records for qa in r['qa']]
-    assert sorted(qa['question_id'] for qa in flat) == sorted(q['question_id'] for q in single.questions)
+    assert [r.image_id for r in records] == image_ids
+    flat = [qa for r in records for qa in r.questions]
+    assert sorted(qa.question_id for qa in flat) == sorted(q['question_id'] for q in single.questions)
     for qa in flat:
-        i = next(k for k, q in enumerate(single.questions) if q['question_id'] == qa['question_id'])
+        i = next(k for k, q in enumerate(single.questions) if q['question_id'] == qa.question_id)
         expected = single[i]
-        assert {key: value for key, value in expected.items() if key != 'image'} == qa
-        assert torch.equal(expected['image'], next(r['image'] for r in records if r['image_id'] == qa['image_id']))
+        assert expected.questions == [qa]
+        assert torch.equal(expected.image, next(r.image for r in records if r.image_id == qa.image_id))

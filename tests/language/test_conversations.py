@@ -8,6 +8,7 @@ from vlm.errors import InputError
 from vlm.evaluation.text_metrics import ConversationAccuracy
 from vlm.language.chat_session import ChatSession
 from vlm.language.collator import VisionLanguageCollator
+from vlm.language.records import ConversationRecord, TurnReference
 from vlm.language.inference import VisionLanguagePredictor
 from vlm.language.processor import PromptTooLongError
 from vlm.language.tokenizer import IGNORE_INDEX
@@ -69,10 +70,9 @@ def test_an_image_count_that_differs_from_the_placeholders_is_one_clear_error(ti
 def test_evaluation_asks_every_assistant_turn_given_the_turns_before_it(tiny):
     _, processor = tiny
     images = random_images(2)
-    record = {'images': images, 'conversations': TWO_IMAGES, 'id': 'pair'}
+    record = ConversationRecord(images, TWO_IMAGES, 'pair')
     batch = VisionLanguageCollator(processor, training=False)([record])
-    assert batch['targets'] == [{'id': 'pair', 'turn': 1, 'reference': 'second', 'images': 2},
-                                {'id': 'pair', 'turn': 3, 'reference': 'two', 'images': 2}]
+    assert batch['targets'] == [TurnReference('pair', 1, 'second', 2), TurnReference('pair', 3, 'two', 2)]
     prompts = processor.tokenizer.batch_decode(batch['generation_inputs']['input_ids'], skip_special_tokens=False)
     first, second = (prompt.replace(processor.tokenizer.pad_token, '') for prompt in prompts)
     assert first.endswith('which has more stars?') and 'second</s>how many stars are there?' in second

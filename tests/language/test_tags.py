@@ -97,9 +97,9 @@ def test_instance_images_draw_the_same_mirror_for_the_same_seed(shapes):
     torch.manual_seed(1)
     again = [dataset[i] for i in range(6)]
     plain = InstanceImages(shapes_paths(shapes, 'train')['images'], shapes_paths(shapes, 'train')['instances'])
-    mirrored = [torch.equal(a['image'], b['image'].flip(-1)) and not torch.equal(a['image'], b['image'])
+    mirrored = [torch.equal(a.image, b.image.flip(-1)) and not torch.equal(a.image, b.image)
                 for a, b in zip(first, (plain[i] for i in range(6)))]
-    assert all(torch.equal(a['image'], b['image']) for a, b in zip(first, again))
+    assert all(torch.equal(a.image, b.image) for a, b in zip(first, again))
     assert 0 < sum(mirrored) < 6
 
 

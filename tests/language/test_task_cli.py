@@ -173,10 +173,10 @@ def test_grouped_records_train_on_several_texts_per_image_encoded_once(shapes):
                               decoder={**TINY_DECODER, 'max_position_embeddings': 256}, pixel_shuffle=2, image_size=64,
                               texts_per_image=0)
     task.build(tiny_tokenizer())
-    texts = len(records[0]['captions']) + len(records[1]['qa']) + len(records[2]['qa'])
+    runs = [len(records[0].captions), len(records[1].questions), len(records[2].questions)]
+    texts = sum(runs)
     inputs = VisionLanguageCollator(task.processor, training=True, texts_per_image=0)(records)['inputs']
     assert inputs['input_ids'].shape[0] == texts and inputs['pixel_values'].shape[0] == 3
-    runs = [len(records[0]['captions']), len(records[1]['qa']), len(records[2]['qa'])]
     assert inputs['image_index'].tolist() == [i for i, n in enumerate(runs) for _ in range(n)]
     two = VisionLanguageCollator(task.processor, training=True, texts_per_image=2)(records)['inputs']
     assert two['input_ids'].shape[0] == 6
@@ -184,7 +184,7 @@ def test_grouped_records_train_on_several_texts_per_image_encoded_once(shapes):
     evaluation = VisionLanguageCollator(task.processor, training=False)(records)
     assert evaluation['inputs']['input_ids'].shape[0] == 3 and evaluation['inputs']['image_index'].tolist() == [0, 1, 2]
     assert evaluation['generation_inputs']['input_ids'].shape[0] == 3
-    assert evaluation['targets'][1]['question_id'] == records[1]['qa'][0]['question_id']
+    assert evaluation['targets'][1].question_id == records[1].questions[0].question_id
     # packed: all the chosen questions of an image in one multi-turn sequence, the image once
     packing = VisionLanguageCollator(task.processor, training=True, texts_per_image=2, packing='turns')
     packed = packing(records)['inputs']

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 
 
 from vlm.errors import DataError
 from vlm.io.images import load_image_tensor
 from vlm.io.json_files import is_id, read_json, require
+from vlm.language.records import CaptionRecord
 
 from .skipping import SkipCounter, SkipsBadSamples
 
@@ -82,7 +83,8 @@ def read_caption_references(path: Union[str, Path]) -> Dict[int, List[str]]:
 
 
 class CocoCaptions(SkipsBadSamples):
-    """Item: {'image': (3, H, W) uint8 tv_tensors.Image (after `transform`), 'captions': [str, ...], 'image_id'}.
+    """Item: a `CaptionRecord` of the image ((3, H, W) uint8 tv_tensors.Image after `transform`), its captions and
+    its id.
 
     Images without any caption are left out (nothing to learn or score); an image record needs a `file_name`.
     """
@@ -109,9 +111,13 @@ class CocoCaptions(SkipsBadSamples):
     def __len__(self) -> int:
         return len(self.image_ids)
 
-    def read(self, i: int) -> Dict[str, Any]:
+    def read(self, i: int) -> CaptionRecord:
         image_id = self.image_ids[i]
         image = load_image_tensor(self.images_dir / self.annotations.images[image_id]['file_name'])
         if self.transform is not None:
             image = self.transform(image)
-        return {'image': image, 'captions': self.captions(image_id), 'image_id': image_id}
+        return CaptionRecord(image, self.captions(image_id), image_id)
+
+    def text_records(self) -> Iterator[CaptionRecord]:
+        """Every record without its image (nothing is opened): what the tokenizer's corpus reads."""
+        return (CaptionRecord(None, self.captions(image_id), image_id) for image_id in self.image_ids)

@@ -39,12 +39,7 @@ def collate_segmentation(batch: Sequence[Any]) -> Dict[str, Any]:
 
 
 def collate_records(batch: Sequence[Any]) -> Dict[str, Any]:
-    """[{'image': ..., 'question': ...}] -> {'image': [..], 'question': [..], ..., 'skipped': Counter}.
-
-    Records of different kinds may share a batch (captions and VQA mixed): a key a record lacks is None there.
-    """
+    """[record, ...] -> {'items': [record, ...], 'skipped': Counter}: the image-text records as they are (a batch may
+    mix kinds), for a loader without the vision-language task's collators."""
     items, skipped = split_skipped(batch)
-    keys = list(dict.fromkeys(key for item in items for key in item))
-    out: Dict[str, Any] = {key: [item.get(key) for item in items] for key in keys}
-    out['skipped'] = skipped
-    return out
+    return {'items': list(items), 'skipped': skipped}

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 
 
 from vlm.errors import DataError
 from vlm.io.images import load_image_tensor
 from vlm.io.json_files import read_json
 from vlm.language.chat import Message
+from vlm.language.records import ConversationRecord
 from vlm.language.tokenizer import IMAGE_TOKEN
 
 from .skipping import SkipCounter, SkipsBadSamples
@@ -115,9 +116,9 @@ def read_conversations(path: Union[str, Path], images_dir: Union[str, Path],
 
 
 class LlavaConversations(SkipsBadSamples):
-    """Item: {'images': [(3, H, W) uint8 tv_tensors.Image after `transform`, one per `<image>`], 'conversations':
-    [{'role', 'content'}, ...], 'id'}: what `VisionLanguageCollator` turns into a training sequence (the loss on
-    the assistant turns) or, at evaluation, into one prompt per assistant turn."""
+    """Item: a `ConversationRecord` of the images ((3, H, W) uint8 tv_tensors.Image after `transform`, one per
+    `<image>`), the messages [{'role', 'content'}, ...] and the id: one training sequence (the loss on the assistant
+    turns) or, at evaluation, one prompt per assistant turn."""
 
     def __init__(self, images_dir: Union[str, Path], conversation_file: Union[str, Path],
                  transform: Optional[Callable] = None, skip_bad_samples: bool = False) -> None:
@@ -131,7 +132,7 @@ class LlavaConversations(SkipsBadSamples):
     def __len__(self) -> int:
         return len(self.records)
 
-    def read(self, i: int) -> Dict[str, Any]:
+    def read(self, i: int) -> ConversationRecord:
         record = self.records[i]
         images = []
         try:
@@ -141,4 +142,8 @@ class LlavaConversations(SkipsBadSamples):
             raise DataError(self.path, f'{error}', record=f'id {record.id!r}', field='image') from None
         if self.transform is not None:
             images = [self.transform(image) for image in images]
-        return {'images': images, 'conversations': [dict(m) for m in record.messages], 'id': record.id}
+        return ConversationRecord(images, [dict(m) for m in record.messages], record.id)
+
+    def text_records(self) -> Iterator[ConversationRecord]:
+        """Every record without its images (nothing is opened): what the tokenizer's corpus reads."""
+        return (ConversationRecord([], [dict(m) for m in record.messages], record.id) for record in self.records)

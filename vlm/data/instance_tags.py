@@ -4,15 +4,17 @@ e.g. the shapes data's `color`). The model's processor turns them into per-cell 
 (`vlm.language.tags.cell_targets`) on its own token grid."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from vlm.errors import DataError
+from vlm.errors import DataError, SkippedSample
 from vlm.io.images import load_image_tensor
+from vlm.language.records import ImageObjects, ImageTextRecord
 
 from .coco_instances import decode_segmentation
 from .coco_json import CocoIndex
@@ -82,8 +84,8 @@ def flip_instances(instances: Instances) -> Instances:
 class InstanceImages(SkipsBadSamples):
     """The images of a COCO instances JSON with their objects, for training a tagger.
 
-    Item: {'image': (3, H, W) after `transform`, 'image_id', 'instances': `Instances`}; hflip: mirror image and
-    objects together with probability 0.5 (the draw follows the loader's seeding, `vlm.data.sampling`).
+    Item: an `ImageObjects` record (the image, (3, H, W) after `transform`, its id and its objects); hflip: mirror
+    image and objects together with probability 0.5 (the draw follows the loader's seeding, `vlm.data.sampling`).
     """
 
     def __init__(self, images_dir: Union[str, Path], annotation_file: Union[str, Path],
@@ -99,7 +101,7 @@ class InstanceImages(SkipsBadSamples):
     def __len__(self) -> int:
         return len(self.image_ids)
 
-    def read(self, i: int) -> Dict[str, Any]:
+    def read(self, i: int) -> ImageObjects:
         image_id = self.image_ids[i]
         image = load_image_tensor(self.images_dir / self.objects.index.images[image_id]['file_name'])
         instances = self.objects(image_id)
@@ -107,11 +109,15 @@ class InstanceImages(SkipsBadSamples):
             image, instances = image.flip(-1), flip_instances(instances)
         if self.transform is not None:
             image = self.transform(image)
-        return {'image': image, 'image_id': image_id, 'instances': instances}
+        return ImageObjects(image, image_id, instances)
+
+    def text_records(self) -> Iterator[ImageTextRecord]:
+        """None: images and their objects, no text."""
+        return iter(())
 
 
 class WithInstances(Dataset):
-    """A caption or VQA dataset whose records also carry their image's objects ('instances', by 'image_id')."""
+    """A caption or VQA dataset whose records also carry their image's objects (`instances`, by `image_id`)."""
 
     def __init__(self, dataset: Dataset, objects: InstanceIndex) -> None:
         self.dataset, self.objects = dataset, objects
@@ -121,9 +127,9 @@ class WithInstances(Dataset):
 
     def __getitem__(self, i: int) -> Any:
         record = self.dataset[i]
-        if isinstance(record, dict):
-            record = {**record, 'instances': self.objects(int(record['image_id']))}
-        return record
+        if isinstance(record, SkippedSample):
+            return record
+        return dataclasses.replace(record, instances=self.objects(int(record.image_id)))
 
     def __getattr__(self, name: str) -> Any:  # the wrapped dataset's own attributes (skip counters, texts, ...)
         if name in ('dataset', 'objects'):

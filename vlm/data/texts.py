@@ -1,22 +1,27 @@
-"""The texts of caption, VQA and conversation datasets, read from their annotations (no image is opened): what a tokenizer is
-trained on."""
+"""The texts of image-text datasets, read from their annotations (no image is opened): what a tokenizer is trained
+on. Each dataset gives its records without images (`text_records`); each record gives its texts (`corpus`)."""
 from __future__ import annotations
 
 from itertools import chain
-from typing import Iterator, List
+from typing import Iterator, List, Protocol, runtime_checkable
 
 from torch.utils.data import ConcatDataset, Dataset
 
-from vlm.language.prompts import training_corpus
+from vlm.language.prompts import prompt_words
+from vlm.language.records import ImageTextRecord
 
-from .captions import CocoCaptions
-from .conversations import LlavaConversations
-from .instance_tags import InstanceImages, WithInstances
-from .vqa import VqaV2
+from .instance_tags import WithInstances
+
+
+@runtime_checkable
+class HasTextRecords(Protocol):
+    """An image-text dataset whose records can be listed without opening an image."""
+
+    def text_records(self) -> Iterator[ImageTextRecord]: ...
 
 
 def dataset_parts(dataset: Dataset) -> List[Dataset]:
-    """The CocoCaptions / VqaV2 / LlavaConversations datasets inside `dataset` (itself, or the parts of a ConcatDataset)."""
+    """The datasets inside `dataset`: itself, or the parts of a ConcatDataset, unwrapped from `WithInstances`."""
     if isinstance(dataset, ConcatDataset):
         return [part for child in dataset.datasets for part in dataset_parts(child)]
     if isinstance(dataset, WithInstances):
@@ -25,23 +30,10 @@ def dataset_parts(dataset: Dataset) -> List[Dataset]:
 
 
 def dataset_texts(dataset: Dataset) -> Iterator[str]:
-    """Every caption, every VQA question with its answer, as prompt-formatted training texts, and every message of
-    the conversations."""
-    captions: List[str] = []
-    questions: List[str] = []
-    answers: List[str] = []
-    messages: List[str] = []
-    for part in dataset_parts(dataset):
-        if isinstance(part, CocoCaptions):
-            captions += [text for image_id in part.image_ids for text in part.captions(image_id)]
-        elif isinstance(part, VqaV2):
-            records = [part.record(k) for k in range(len(part.questions))]
-            questions += [record['question'] for record in records]
-            answers += [record['answer'] for record in records]
-        elif isinstance(part, InstanceImages):
-            continue  # images and their objects: no text
-        elif isinstance(part, LlavaConversations):
-            messages += [message['content'] for record in part.records for message in record.messages]
-        else:
-            raise TypeError(f'no texts known for a {type(part).__name__} dataset')
-    return chain(training_corpus(captions, questions, answers), messages)
+    """The template words, then every record's texts in prompt form (captions, questions with their answers,
+    conversation messages), part by part."""
+    parts = dataset_parts(dataset)
+    for part in parts:
+        if not isinstance(part, HasTextRecords):
+            raise TypeError(f'no texts known for a {type(part).__name__} dataset: it needs a text_records() method')
+    return chain(prompt_words(), (text for part in parts for record in part.text_records() for text in record.corpus()))

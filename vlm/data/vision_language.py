@@ -23,8 +23,8 @@ class VisionLanguageDataModule(VlmDataModule):
     """Image-text data for captioning, VQA and conversations: COCO captions, VQAv2 (questions + annotations) and
     LLaVA-format conversation JSON (`vlm.data.conversations`), each over a split's image folder. The model's task
     hands the loaders its collators (`set_collate_fns`, a `vlm.language.VisionLanguageCollator` per split:
-    tokenisation and the loss mask run in the loader workers); without them batches are `collate_records` dicts of
-    per-sample lists.
+    tokenisation and the loss mask run in the loader workers); without them a batch is `collate_records`' list of
+    the records (`vlm.language.records`).
 
     tasks: which of 'captions', 'vqa', 'conversations' and 'instances' to train on; val_tasks: which to validate on
         (default: the same). 'instances': the images of a COCO instances JSON (`train_instances` / `val_instances`)

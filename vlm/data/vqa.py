@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
-
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from vlm.errors import DataError
 from vlm.io.images import load_image_tensor
 from vlm.io.json_files import is_id, read_json, require
+from vlm.language.records import Question, VqaRecord
 
 from .skipping import SkipCounter, SkipsBadSamples
 
@@ -92,11 +92,12 @@ def read_vqa_annotations(questions_file: Union[str, Path], annotation_file: Unio
 
 
 class VqaV2(SkipsBadSamples):
-    """Item: {'image', 'question', 'answers' (10 strings; empty for a test split), 'answer'
-    (multiple_choice_answer), 'answer_type', 'question_id', 'image_id'}.
+    """Item: a `VqaRecord` of the image ((3, H, W) uint8 after `transform`) and one `Question` (its text, the
+    'answer' learnt (multiple_choice_answer), the human 'answers' (10 strings; empty for a test split), the
+    'answer_type' and the ids).
 
-    group_by_image: one item per image instead, {'image', 'image_id', 'qa': [one such record without the image,
-    per question of that image]}, so an image is loaded (and, in training, encoded) once for all its questions.
+    group_by_image: one item per image instead, with every question of that image, so an image is loaded (and, in
+    training, encoded) once for all its questions.
 
     images_dir + image_filename: where an image id's file is, e.g. 'COCO_train2014_{image_id:012d}.jpg' for the
     2014 folders, '{image_id:012d}.jpg' for COCO 2017 folders, '{image_id:012d}.png' for shapes.
@@ -133,27 +134,23 @@ class VqaV2(SkipsBadSamples):
     def image_path(self, image_id: int) -> Path:
         return self.images_dir / self.image_filename.format(image_id=image_id)
 
-    def read(self, i: int) -> Dict[str, Any]:
+    def read(self, i: int) -> VqaRecord:
         indices = self.image_questions[i] if self.group_by_image else [i]
         image_id = int(self.questions[indices[0]]['image_id'])
         image = load_image_tensor(self.image_path(image_id))
         if self.transform is not None:
             image = self.transform(image)
-        if self.group_by_image:
-            return {'image': image, 'image_id': image_id, 'qa': [self.record(k) for k in indices]}
-        return {'image': image, **self.record(i)}
+        return VqaRecord(image, image_id, [self.question(k) for k in indices])
 
-    def record(self, i: int) -> Dict[str, Any]:
-        """Question i with its answers, without the image."""
+    def question(self, i: int) -> Question:
+        """Question i with its answers."""
         question = self.questions[i]
         ann = self.annotations.get(int(question['question_id']), {})
         answers = [a['answer'] for a in ann.get('answers', [])]
         default = Counter(answers).most_common(1)[0][0] if answers else ''
-        return {
-            'question': question['question'],
-            'answers': answers,
-            'answer': ann.get('multiple_choice_answer', default),
-            'answer_type': ann.get('answer_type', ''),
-            'question_id': int(question['question_id']),
-            'image_id': int(question['image_id']),
-        }
+        return Question(question['question'], ann.get('multiple_choice_answer', default), answers,
+                        ann.get('answer_type', ''), int(question['question_id']), int(question['image_id']))
+
+    def text_records(self) -> Iterator[VqaRecord]:
+        """One record per question, without its image (nothing is opened): what the tokenizer's corpus reads."""
+        return (VqaRecord(None, int(q['image_id']), [self.question(k)]) for k, q in enumerate(self.questions))

@@ -30,20 +30,20 @@ def grounding(predictor: VisionLanguagePredictor, dataset: VqaV2, limit: Optiona
     anything with `VisionLanguagePredictor.ask`. objects: the images' instances, for a model whose tags come from
     annotations (the oracle): they go with the image shown. answers_out: filled with each pass's answers by
     question id ({'true': {...}, 'shuffled': {...}}), to study which questions fail."""
-    records = [dataset.record(i) for i in range(len(dataset.questions))][:limit]
-    other = derangement([r['image_id'] for r in records])
-    answers = {r['question_id']: r['answers'] for r in records}
-    types = {r['question_id']: r['answer_type'] for r in records}
+    records = [dataset.question(i) for i in range(len(dataset.questions))][:limit]
+    other = derangement([r.image_id for r in records])
+    answers = {r.question_id: r.answers for r in records}
+    types = {r.question_id: r.answer_type for r in records}
     scores = {}
     for name, image_of in (('true', lambda i: i), ('shuffled', other.__getitem__)):
-        images = [str(dataset.image_path(image_of(r['image_id']))) for r in records]
-        questions = [r['question'] for r in records]
+        images = [str(dataset.image_path(image_of(r.image_id))) for r in records]
+        questions = [r.question for r in records]
         if objects is None:
             texts = predictor.ask(images, questions, max_new_tokens=max_new_tokens)
         else:
-            texts = predictor.ask(images, questions, instances=[objects(image_of(r['image_id'])) for r in records],
+            texts = predictor.ask(images, questions, instances=[objects(image_of(r.image_id)) for r in records],
                                   max_new_tokens=max_new_tokens)
-        given = {r['question_id']: t for r, t in zip(records, texts)}
+        given = {r.question_id: t for r, t in zip(records, texts)}
         if answers_out is not None:
             answers_out[name] = given
         scores[name] = vqa_accuracy(answers, given, types)

@@ -1,9 +1,13 @@
-"""Caption scores, VQA accuracy and conversation-turn accuracy as torchmetrics `Metric`s: generated texts in (with their ids and references),
-the same numbers as `evaluate_captions` / `vqa_accuracy` out, every process's predictions gathered by torchmetrics
-(each id counted once)."""
+"""Caption scores, VQA accuracy and conversation-turn accuracy as torchmetrics `Metric`s: generated texts in (with
+their ids and references), the same numbers as `evaluate_captions` / `vqa_accuracy` out, every process's predictions
+gathered by torchmetrics (each id counted once). `TEXT_METRICS`: the metric of each kind of record's reference, by
+name."""
 from __future__ import annotations
 
-from typing import Any, Dict, Sequence
+from typing import Any, Callable, Dict, Sequence
+
+from torch.nn import ModuleDict
+from torchmetrics import Metric
 
 from .caption_scores import evaluate_captions
 from .gathered_metric import GatheredRecordsMetric
@@ -91,3 +95,17 @@ def reference_answer_type(reference: str) -> str:
     if answer in ('yes', 'no'):
         return 'yes/no'
     return 'number' if answer.isdigit() else 'other'
+
+
+# The metric that scores each kind of `vlm.language.records.Reference`, by its `metric` name. A new record kind
+# scored another way registers its own here (name -> a zero-argument factory) before the task is built.
+TEXT_METRICS: Dict[str, Callable[[], Metric]] = {
+    'captions': CaptionScores,
+    'vqa': VqaAccuracy,
+    'conversations': ConversationAccuracy,
+}
+
+
+def text_metrics() -> ModuleDict:
+    """A fresh instance of every registered text metric, by name (a ModuleDict: they move with the task)."""
+    return ModuleDict({name: make() for name, make in TEXT_METRICS.items()})

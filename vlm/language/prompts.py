@@ -79,10 +79,18 @@ def prompt_words() -> List[str]:
     return [CAPTION_PROMPT, VQA_PROMPT.format(question='')]
 
 
+def caption_text(caption: str) -> str:
+    """A caption as one line of a tokenizer's corpus: 'Caption: {caption}'."""
+    return caption_prompt() + target_text(caption)
+
+
+def vqa_text(question: str, answer: str) -> str:
+    """A question with its answer as one line of a tokenizer's corpus: 'Question: {question} Answer: {answer}'."""
+    return vqa_prompt(question) + target_text(answer)
+
+
 def training_corpus(captions: List[str], questions: List[str], answers: List[str]) -> Iterator[str]:
-    """Texts to train the BPE tokenizer on: captions, full VQA prompts with their answers, the template words."""
+    """Texts to train the BPE tokenizer on: the template words, captions, full VQA prompts with their answers."""
     yield from prompt_words()
-    for caption in captions:
-        yield caption_prompt() + target_text(caption)
-    for question, answer in zip(questions, answers):
-        yield vqa_prompt(question) + target_text(answer)
+    yield from map(caption_text, captions)
+    yield from map(vqa_text, questions, answers)

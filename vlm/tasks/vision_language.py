@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from lightning.pytorch.callbacks import BaseFinetuning
 
 from vlm.evaluation.tag_accuracy import TagAccuracy
-from vlm.evaluation.text_metrics import CaptionScores, ConversationAccuracy, VqaAccuracy
+from vlm.evaluation.text_metrics import text_metrics
 from vlm.io.checkpoints import read_checkpoint
 from vlm.language.build import build_vision_language_model
 from vlm.language.checkpoint import (
@@ -21,8 +21,9 @@ from vlm.language.checkpoint import (
     tokenizer_from_files,
     tokenizer_to_files,
 )
-from vlm.language.collator import PACKINGS, VisionLanguageCollator
+from vlm.language.collator import VisionLanguageCollator
 from vlm.language.lora import LoraSettings, add_lora, count_parameters, merged
+from vlm.language.records import Reference, check_packing
 from vlm.language.tagger import TagLogits, tag_loss
 from vlm.language.tags import TagSettings
 from vlm.language.tokenizer import load_tokenizer, train_bpe_tokenizer
@@ -119,18 +120,13 @@ class VisionLanguageTask(VlmTask):
         both = set(trainable) & set(self.lora.parts if self.lora else ())
         if both:
             raise ValueError(f'{sorted(both)}: a part learns all its weights (trainable) or LoRA adapters, not both')
-        if texts_per_image < 0:
-            raise ValueError(f'texts_per_image must be >= 0 (0: all of an image\'s texts), got {texts_per_image}')
-        if packing not in PACKINGS:
-            raise ValueError(f'packing must be one of {PACKINGS}, got {packing!r}')
+        check_packing(texts_per_image, packing)
         self.monitor = monitor
         self.monitor_mode = 'min' if monitor.endswith('loss') else 'max'
         self.model = None
         self.processor = None
         self.tokenizer_files: Dict[str, str] = {}
-        self.caption_scores = CaptionScores()
-        self.vqa_accuracy = VqaAccuracy()
-        self.conversation_accuracy = ConversationAccuracy()
+        self.text_metrics = text_metrics()  # by name: 'captions', 'vqa', 'conversations', and any registered
         self.tag_accuracy = TagAccuracy(self.tags.fields) if self.tags else None
 
     # -- building ------------------------------------------------------------------------------------------------
@@ -166,7 +162,8 @@ class VisionLanguageTask(VlmTask):
         hp = self.hparams
         self.model, self.processor = build_vision_language_model(
             tokenizer, encoder=hp.encoder, encoder_kwargs=hp.encoder_kwargs, decoder=hp.decoder,
-            decoder_path=hp.decoder_path, pixel_shuffle=hp.pixel_shuffle, projector_hidden_size=hp.projector_hidden_size,
+            decoder_path=hp.decoder_path, pixel_shuffle=hp.pixel_shuffle,
+            projector_hidden_size=hp.projector_hidden_size,
             image_size=hp.image_size, encoder_weights=hp.encoder_weights, projector=hp.projector, tags=self.tags)
         self.tokenizer_files = tokenizer_to_files(tokenizer)
         if hp.init_checkpoint:
@@ -324,15 +321,9 @@ class VisionLanguageTask(VlmTask):
         output = self.model(**batch['inputs'], labelled_logits_only=True)
         self._score_tags(output.tag_logits, batch['inputs'])
         self.log(f'{split}/loss', output.loss, sync_dist=True, batch_size=batch['records'])
-        for text, target in zip(self.generate(batch['generation_inputs']), batch['targets']):
-            if 'captions' in target:
-                self.caption_scores.update([target['image_id']], [text], [target['captions']])
-            elif 'answers' in target:
-                self.vqa_accuracy.update([target['question_id']], [text], [target['answers']],
-                                         [target['answer_type']])
-            elif 'reference' in target:
-                self.conversation_accuracy.update([(target['id'], target['turn'])], [text], [target['reference']],
-                                                  [target['images']])
+        reference: Reference
+        for text, reference in zip(self.generate(batch['generation_inputs']), batch['targets']):
+            reference.score(self.text_metrics[reference.metric], text)
 
     def _score_tags(self, logits: Optional[TagLogits], inputs: Dict[str, torch.Tensor]) -> None:
         if logits is not None and 'tag_centres' in inputs:
@@ -352,14 +343,15 @@ class VisionLanguageTask(VlmTask):
         self._log_scores('test')
 
     def _log_scores(self, split: str) -> None:
-        """Caption scores, VQA accuracy and conversation-turn accuracy of the epoch (torchmetrics gathers every rank's predictions, so every
-        rank logs the same values and the checkpoint callbacks agree)."""
-        metrics = (self.caption_scores, self.vqa_accuracy, self.conversation_accuracy)
+        """The text metrics of the epoch: caption scores, VQA accuracy, conversation-turn accuracy and any other
+        registered (torchmetrics gathers every rank's predictions, so every rank logs the same values and the
+        checkpoint callbacks agree)."""
+        metrics = list(self.text_metrics.values())
         scores = {key: value for metric in metrics if metric.update_called for key, value in metric.compute().items()}
         if self.tag_accuracy is not None and self.tag_accuracy.update_called:
             scores.update({f'tags/{key}': value for key, value in self.tag_accuracy.compute().items()})
             self.tag_accuracy.reset()
-        example = self.caption_scores.examples(1)
+        example = self.text_metrics['captions'].examples(1)
         for metric in metrics:
             metric.reset()
         if self.trainer.sanity_checking or not scores:
@@ -371,23 +363,21 @@ class VisionLanguageTask(VlmTask):
                 print(f"  e.g. image {image_id}: {caption!r}  (ref: {references[0]!r})")
 
     # -- predict -------------------------------------------------------------------------------------------------
-    def predict_step(self, batch: Dict[str, Any], batch_idx: int) -> List[Dict[str, Any]]:
+    def predict_step(self, batch: Dict[str, Any], batch_idx: int) -> List[Tuple[str, Dict[str, Any]]]:
+        """(results file, entry) of each prompt, as its `Reference` writes it."""
         if 'inputs' not in batch:
             return []
         texts = self.generate(batch['generation_inputs'])
-        return [{'image_id': target['image_id'], 'caption': text} if 'captions' in target
-                else {'question_id': target['question_id'], 'answer': text} if 'answers' in target
-                else {'id': target['id'], 'turn': target['turn'], 'answer': text}
-                for text, target in zip(texts, batch['targets'])]
+        return [(reference.results_file, reference.result(text)) for text, reference in zip(texts, batch['targets'])]
 
-    def write_predictions(self, items: List[Dict[str, Any]], output_dir: Path) -> Path:
-        """COCO caption results (`captions_results.json`), VQAv2 results (`vqa_results.json`) and conversation
-        turns (`conversation_results.json`: id, turn, answer)."""
-        kinds = (('captions_results.json', 'caption', 'image_id'), ('vqa_results.json', 'answer', 'question_id'),
-                 ('conversation_results.json', 'answer', 'turn'))
-        for name, key, kind in kinds:
-            records = [item for item in items if key in item and kind in item]
-            if records:
-                (output_dir / name).write_text(json.dumps(records))
-                print(f'wrote {len(records)} {key}s to {output_dir / name}')
+    def write_predictions(self, items: List[Tuple[str, Dict[str, Any]]], output_dir: Path) -> Path:
+        """Each results file with its entries: COCO caption results (`captions_results.json`), VQAv2 results
+        (`vqa_results.json`), conversation turns (`conversation_results.json`: id, turn, answer), and whatever
+        files other record kinds name."""
+        files: Dict[str, List[Dict[str, Any]]] = {}
+        for name, entry in items:
+            files.setdefault(name, []).append(entry)
+        for name, entries in files.items():
+            (output_dir / name).write_text(json.dumps(entries))
+            print(f'wrote {len(entries)} results to {output_dir / name}')
         return output_dir
