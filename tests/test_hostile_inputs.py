@@ -147,7 +147,7 @@ def test_a_question_that_is_not_utf8_is_one_line(model_dir, capsys):
 
 @pytest.mark.parametrize('damage, expected', [
     (lambda folder: (folder / 'config.json').write_text('[1, 2]'), 'config.json: expected a JSON object, got a list'),
-    (lambda folder: (folder / 'processor_config.json').write_text('{}'), "field 'image_settings'"),
+    (lambda folder: (folder / 'processor_config.json').write_text('{}'), "field 'image_processor'"),
     (lambda folder: [(folder / name).unlink() for name in ('tokenizer.json', 'tokenizer_config.json')
                      if (folder / name).exists()], 'no tokenizer files'),
     (lambda folder: (folder / 'config.json').write_text('{"model_type": "llama"}'), 'not a vlm vision-language model'),

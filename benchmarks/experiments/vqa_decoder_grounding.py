@@ -32,7 +32,8 @@ from vlm.data.shapes.constants import CATEGORY_NAMES, COLOURS
 from vlm.data.shapes.generate import image_rngs
 from vlm.data.shapes.paths import image_id, shapes_paths
 from vlm.data.shapes.scene import layout_scene, seen_objects
-from vlm.language.processor import IGNORE_INDEX, ImageSettings, VisionLanguageProcessor
+from vlm.language.image_processor import VisionLanguageImageProcessor
+from vlm.language.processor import IGNORE_INDEX, VisionLanguageProcessor
 from vlm.language.projector import Projector
 from vlm.language.prompts import target_text, training_corpus, vqa_prompt
 from vlm.language.tokenizer import IMAGE_TOKEN, train_bpe_tokenizer
@@ -141,7 +142,7 @@ def main() -> None:
     train, val = questions(root, 'train'), questions(root, 'val')
     corpus = training_corpus([], [q for _, q, _ in train], [a for _, _, a in train])
     tokenizer = train_bpe_tokenizer(corpus, vocab_size=512)
-    processor = VisionLanguageProcessor(tokenizer, ImageSettings(GRID * 16, 16), 256)  # 16 image tokens
+    processor = VisionLanguageProcessor(VisionLanguageImageProcessor(GRID * 16, 16), tokenizer, 256)  # 16 image tokens
     learners = {'image first': Learner(processor, True, args.layers, args.hidden, args.lr),
                 'question first': Learner(processor, False, args.layers, args.hidden, args.lr)}
     order = random.Random(0)

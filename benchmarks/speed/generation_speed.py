@@ -90,7 +90,8 @@ def main() -> None:
     text = vlm_model.config.text_config
     print(f'decoder: {args.decoder_path or "new"}, {text.num_hidden_layers} layers, hidden {text.hidden_size}; '
           f'encoder ViT-S/16 at {args.image_size} px '
-          f'({processor.settings.tokens_per_image} image tokens); {args.new_tokens} new tokens, greedy, KV cache; '
+          f'({processor.image_processor.tokens_per_image} image tokens); {args.new_tokens} new tokens, greedy, '
+          f'KV cache; '
           f'{torch.get_num_threads()} threads')
     print(f"{'batch':>5} {'prefix':>6} {'bare tok/s':>11} {'vlm tok/s':>10} {'ratio':>6}")
     for batch in (1, 8):

@@ -34,7 +34,7 @@ def test_the_loss_is_on_the_assistant_turns_only(tiny):
     learned = processor.tokenizer.decode(labels[labels != IGNORE_INDEX])
     assert learned.replace(' ', '') == 'second</s>two</s>'
     image_positions = inputs['input_ids'][0] == processor.image_token_id
-    assert int(image_positions.sum()) == 2 * processor.settings.tokens_per_image
+    assert int(image_positions.sum()) == 2 * processor.image_processor.tokens_per_image
     assert bool((labels[image_positions] == IGNORE_INDEX).all())
 
 

@@ -78,4 +78,4 @@ def test_pretrained_decoder_directory_end_to_end(llama_directory, tmp_path):
     loaded = VisionLanguageModel.from_pretrained(tmp_path).eval()
     inputs = loaded_processor([caption_prompt()], images)
     output = loaded.generate(**inputs, max_new_tokens=6, do_sample=False)
-    assert loaded_processor.decode(output, inputs['input_ids'].shape[1]) == ['a red circle']
+    assert loaded_processor.decode_generated(output, inputs['input_ids'].shape[1]) == ['a red circle']

@@ -19,7 +19,7 @@ def _batch(processor, count=3):
 
 def test_image_token_count_follows_resolution():
     model, processor = tiny_model()
-    assert processor.settings.tokens_per_image == (32 // 16) ** 2  # patch 8, pixel shuffle 2
+    assert processor.image_processor.tokens_per_image == (32 // 16) ** 2  # patch 8, pixel shuffle 2
     features = model.get_image_features(torch.randn(2, 3, 64, 96))
     assert features.shape == (2, (64 // 16) * (96 // 16), model.config.text_config.hidden_size)
     assert model.config.image_tokens(64, 96) == 24
@@ -161,7 +161,7 @@ def test_overfits_a_few_image_caption_pairs_to_exact_reproduction():
     model, processor = memorizing_model(images, captions)
     inputs = processor([caption_prompt()] * 4, images)
     output = model.generate(**inputs, max_new_tokens=16, do_sample=False)
-    assert processor.decode(output, inputs['input_ids'].shape[1]) == captions
+    assert processor.decode_generated(output, inputs['input_ids'].shape[1]) == captions
 
 
 def test_activation_checkpointing_gives_the_same_loss_and_gradients():

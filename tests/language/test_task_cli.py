@@ -104,7 +104,7 @@ def test_fit_validate_export_caption_ask(tmp_path, shapes, capsys):
         assert torch.equal(tensor.to(torch.bfloat16).to(loaded.dtype), loaded), name
     assert (half / 'model.safetensors').stat().st_size < 0.55 * (out / 'model.safetensors').stat().st_size
     bigger = VisionLanguagePredictor.from_pretrained(out, image_size=96)
-    assert bigger.processor.settings.tokens_per_image == 36
+    assert bigger.processor.image_processor.tokens_per_image == 36
     assert len(bigger.ask([str(images[0])], 'how many shapes are there?', max_new_tokens=3)) == 1
 
 

@@ -87,8 +87,8 @@ class VisionLanguagePredictor:
         model = model.to(device)
         processor = VisionLanguageProcessor.from_pretrained(directory)
         if image_size is not None:
-            processor.settings.image_size = image_size
-            processor.settings.tokens_per_image  # validates the size against patch size and pixel shuffle
+            processor.image_processor.image_size = image_size
+            processor.image_processor.tokens_per_image  # validates the size against patch size and pixel shuffle
         return cls(model, processor, batch_size)
 
     # -- generation ----------------------------------------------------------------------------------------------
@@ -116,9 +116,7 @@ class VisionLanguagePredictor:
         generation.setdefault('max_new_tokens', 32)
         if generation['max_new_tokens'] < 1:
             raise InputError(f"max_new_tokens must be at least 1, got {generation['max_new_tokens']}")
-        inputs = {key: value.to(self.model.device) for key, value in inputs.items()}
-        if 'pixel_values' in inputs:
-            inputs['pixel_values'] = inputs['pixel_values'].to(self.model.dtype)
+        inputs = {key: value.to(self.model.device) for key, value in inputs.items()}  # pixels: the model casts them
         length = inputs['input_ids'].shape[1]
         room = self.processor.max_length - length
         if room <= 0:
@@ -126,7 +124,7 @@ class VisionLanguagePredictor:
                                      f'no room to generate')
         output = self.model.generate(**inputs, **{**generation, 'max_new_tokens': min(generation['max_new_tokens'],
                                                                                         room)})
-        return self.processor.decode(output, length)
+        return self.processor.decode_generated(output, length)
 
     def stream(self, conversation: Sequence[Message], images: Sequence[ImageInput] = (),
                **generation: Any) -> Iterator[str]:

@@ -1,32 +1,30 @@
 """`VisionLanguageProcessor`: images and texts -> the model's inputs (input_ids, attention_mask, pixel_values,
-image_index, labels).
+image_index, labels), a transformers `ProcessorMixin` of a `VisionLanguageImageProcessor` and a tokenizer.
 
 Two ways in, one encoding underneath:
 - conversations (`batch_conversations`): messages rendered by the chat template (`vlm.language.chat`), the loss on
   the assistant turns only: what training, `generate`, `vlm ask` / `caption` / `chat` use;
-- raw prompts (`__call__(prompts, images, targets)`): text already in the decoder's format, `<s>{prompt}` and
+- raw prompts (`__call__(text, images, targets)`): text already in the decoder's format, `<s>{prompt}` and
   `' {target}</s>'`.
 Each `<image>` placeholder becomes `tokens_per_image` image tokens, bound in order to the images of its sequence.
-Saved next to the model (`tokenizer*` files + `processor_config.json`) so one directory holds everything.
+Saved next to the model by `ProcessorMixin.save_pretrained` (`tokenizer*` files + `processor_config.json` holding the
+image processor's settings, `max_length` and `tags`), so one directory holds everything and `AutoProcessor` loads
+it after `import vlm`.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.nn.functional as F
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from transformers import BatchFeature, PreTrainedTokenizerBase
+from transformers import BatchFeature, PreTrainedTokenizerBase, ProcessorMixin
 
 from vlm.errors import DataError, InputError, MissingFileError
-from vlm.io.images import ImageInput, image_unit_range
+from vlm.io.images import ImageInput
 from vlm.io.json_files import read_json
 
 from .chat import Message, Piece, render_turns
-from .configuration import image_token_grid
+from .image_processor import VisionLanguageImageProcessor
 from .tags import TagSettings, batch_cell_targets
 from .tokenizer import IGNORE_INDEX, IMAGE_TOKEN, load_tokenizer
 
@@ -39,77 +37,45 @@ class PromptTooLongError(InputError):
     """Prompt plus image tokens do not fit the decoder's context."""
 
 
-@dataclass
-class ImageSettings:
-    """How images become pixel_values: a square resize to `image_size`, then (x - mean) / std.
-
-    unit = patch_size * pixel_shuffle: image_size must be a multiple of it; tokens per image = (image_size / unit)^2.
-    """
-
-    image_size: int
-    patch_size: int
-    pixel_shuffle: int = 1
-    image_mean: List[float] = field(default_factory=lambda: list(IMAGENET_DEFAULT_MEAN))
-    image_std: List[float] = field(default_factory=lambda: list(IMAGENET_DEFAULT_STD))
-
-    @property
-    def tokens_per_image(self) -> int:
-        return self.grid ** 2
-
-    @property
-    def grid(self) -> int:
-        """Image tokens per side: image_size / (patch_size * pixel_shuffle)."""
-        return image_token_grid(self.image_size, self.image_size, self.patch_size, self.pixel_shuffle)[0]
-
-
-class VisionLanguageProcessor:
-    """Tokenizer + image settings of a `VisionLanguageModel`.
+class VisionLanguageProcessor(ProcessorMixin):
+    """Image processor + tokenizer of a `VisionLanguageModel`.
 
     max_length: the decoder's context (max_position_embeddings); longer sequences raise `PromptTooLongError`, or
     with `truncation=True` lose their last tokens (targets first), never image tokens.
-    tags: for a model with a tagger, its `TagSettings`: images given with their instances then also get tag targets
-        (`vlm.language.tags.cell_targets`).
+    tags: for a model with a tagger, its `TagSettings` (or their dict): images given with their instances then also
+        get tag targets (`vlm.language.tags.cell_targets`).
     """
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, settings: ImageSettings, max_length: int,
-                 tags: Optional[TagSettings] = None) -> None:
-        self.tokenizer = tokenizer
-        self.settings = settings
-        self.max_length = max_length
-        self.tags = tags
+    def __init__(self, image_processor: VisionLanguageImageProcessor, tokenizer: PreTrainedTokenizerBase,
+                 max_length: int = 2048, tags: Optional[Union[TagSettings, Dict[str, Any]]] = None,
+                 chat_template: Optional[str] = None) -> None:
+        super().__init__(image_processor, tokenizer, chat_template=chat_template)
+        self.max_length = int(max_length)
+        self.tags = TagSettings.of(tags)
         self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
 
     @classmethod
     def from_model_config(cls, tokenizer: PreTrainedTokenizerBase, config: Any) -> 'VisionLanguageProcessor':
         """From a `VisionLanguageConfig` (its image settings, the decoder's context length, the tags' cover)."""
-        settings = ImageSettings(config.image_size, config.patch_size, config.pixel_shuffle,
-                                 list(config.image_mean), list(config.image_std))
-        return cls(tokenizer, settings, config.text_config.max_position_embeddings, TagSettings.of(config.tags))
+        image_processor = VisionLanguageImageProcessor(config.image_size, config.patch_size, config.pixel_shuffle,
+                                                       list(config.image_mean), list(config.image_std))
+        return cls(image_processor, tokenizer, config.text_config.max_position_embeddings, config.tags)
 
     # ---- images ----
     def load_image(self, image: ImageInput) -> torch.Tensor:
-        """One image, converted by `image_unit_range` (a path, a PIL image, a uint8 tensor or a float tensor in
-        [0, 1]; anything ambiguous refused) and resized (bilinear, antialiased) -> (3, S, S) in [0, 1]: read once,
-        it can be given again to `pixel_values` unchanged."""
-        size = self.settings.image_size
-        image = image_unit_range(image)  # (3, H, W) in [0, 1]
-        if tuple(image.shape[-2:]) != (size, size):
-            image = F.interpolate(image[None], size=(size, size), mode='bilinear', antialias=True,
-                                  align_corners=False)[0].clamp(0, 1)  # (3, S, S)
-        return image
+        """One image -> (3, S, S) in [0, 1] (`VisionLanguageImageProcessor.load_image`)."""
+        return self.image_processor.load_image(image)
 
     def pixel_values(self, images: Sequence[ImageInput]) -> torch.Tensor:
-        """Images -> (I, 3, S, S) normalised pixel values, S = image_size (`load_image`, then (x - mean) / std).
-        Training (the datamodules hand the collator the images as they are) and inference take this one path."""
-        mean = torch.tensor(self.settings.image_mean).view(3, 1, 1)
-        std = torch.tensor(self.settings.image_std).view(3, 1, 1)
-        return torch.stack([(self.load_image(image) - mean) / std for image in images])  # (I, 3, S, S)
+        """Images -> (I, 3, S, S) normalised pixel values (`VisionLanguageImageProcessor.pixel_values`). Training
+        (the datamodules hand the collator the images as they are) and inference take this one path."""
+        return self.image_processor.pixel_values(images)
 
     def tag_targets(self, instances: Sequence[Instances]) -> Tuple[torch.Tensor, torch.Tensor]:
         """Images' objects -> their tag targets on the token grid: centres (I, g, g), labels (I, V, g, g)."""
         if self.tags is None:
             raise InputError('tag targets asked of a processor whose model has no tagger (no tags in its config)')
-        grid = self.settings.grid
+        grid = self.image_processor.grid
         labelled = [{'owner': item['owner'], 'centroids': item['centroids'], 'labels': self.tag_labels(item['words'])}
                     for item in instances]
         return batch_cell_targets(labelled, (grid, grid), self.tags.min_cover)
@@ -148,7 +114,7 @@ class VisionLanguageProcessor:
                              else f'{num_images} images but no <image> placeholder in the prompt')
         expanded_ids: List[int] = []
         expanded_labels: List[int] = []
-        run = self.settings.tokens_per_image if placeholders else 0
+        run = self.image_processor.tokens_per_image if placeholders else 0
         for token, label in zip(ids, labels):
             if token == self.image_token_id:
                 expanded_ids += [token] * run
@@ -193,16 +159,20 @@ class VisionLanguageProcessor:
     # ---- batches ----
     def __call__(
             self,
-            prompts: Sequence[str],
+            text: Sequence[str],
             images: Optional[Sequence[Optional[ImageInput]]] = None,
             targets: Optional[Sequence[str]] = None,
             padding_side: str = 'left',
             truncation: bool = False,
             share_images: bool = False,
+            return_tensors: Optional[str] = 'pt',
     ) -> BatchFeature:
-        """Raw prompts[i] with images[i] (None: text only) -> input_ids (B, L), attention_mask (B, L), pixel_values
-        (I, 3, S, S) for the I images given, and labels (B, L) when targets are given. Left padding for
-        generation, right for training; `share_images`: see `batch`."""
+        """Raw prompts text[i] with images[i] (None: text only) -> input_ids (B, L), attention_mask (B, L),
+        pixel_values (I, 3, S, S) for the I images given, and labels (B, L) when targets are given. Left padding
+        for generation, right for training; `share_images`: see `batch`. Torch tensors only."""
+        if return_tensors not in (None, 'pt'):
+            raise ValueError(f"return_tensors must be 'pt' (torch), got {return_tensors!r}")
+        prompts = [text] if isinstance(text, str) else list(text)
         images = list(images) if images is not None else [None] * len(prompts)
         if len(images) != len(prompts):
             raise InputError(f'{len(prompts)} prompts but {len(images)} images')
@@ -243,19 +213,12 @@ class VisionLanguageProcessor:
         image_index (R,) says which row each of the R placeholder runs shows, so the model encodes it once.
         instances: id(image) -> that image's objects (`Instances`); when every image has them, tag_centres
         (I, g, g) and tag_labels (I, V, g, g) are added, row for row with pixel_values (`cell_targets`)."""
-        length = max(len(ids) for ids, _ in encoded)
-        pad = self.tokenizer.pad_token_id
-        input_ids, attention, labels = [], [], []
-        for ids, label in encoded:
-            fill = length - len(ids)
-            left = padding_side == 'left'
-            input_ids.append([pad] * fill + ids if left else ids + [pad] * fill)
-            attention.append([0] * fill + [1] * len(ids) if left else [1] * len(ids) + [0] * fill)
-            labels.append([IGNORE_INDEX] * fill + label if left else label + [IGNORE_INDEX] * fill)
-        data: Dict[str, torch.Tensor] = {
-            'input_ids': torch.tensor(input_ids, dtype=torch.long),
-            'attention_mask': torch.tensor(attention, dtype=torch.long),
-        }
+        padded = self.tokenizer.pad({'input_ids': [ids for ids, _ in encoded]}, padding=True,
+                                    padding_side=padding_side, return_attention_mask=True, return_tensors='pt')
+        data: Dict[str, torch.Tensor] = {'input_ids': padded['input_ids'], 'attention_mask': padded['attention_mask']}
+        length = data['input_ids'].shape[1]
+        labels = [[IGNORE_INDEX] * (length - len(label)) + label if padding_side == 'left'
+                  else label + [IGNORE_INDEX] * (length - len(label)) for _, label in encoded]
         given = [image for group in images for image in group]
         if share_images and given:
             rows: Dict[int, int] = {}
@@ -270,39 +233,45 @@ class VisionLanguageProcessor:
             data['labels'] = torch.tensor(labels, dtype=torch.long)
         return BatchFeature(data)
 
-    def decode(self, generated: torch.Tensor, prompt_length: int) -> List[str]:
-        """(B, prompt_length + T) output of `generate` -> the B new texts, stripped."""
+    def decode_generated(self, generated: torch.Tensor, prompt_length: int) -> List[str]:
+        """(B, prompt_length + T) output of `generate` -> the B new texts, stripped. (`decode` / `batch_decode` are
+        the tokenizer's, as in every transformers processor.)"""
         texts = self.tokenizer.batch_decode(generated[:, prompt_length:], skip_special_tokens=True)
         return [text.strip() for text in texts]
 
     # ---- persistence ----
-    def save_pretrained(self, directory: Union[str, Path]) -> None:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.tokenizer.save_pretrained(str(directory))
-        config = {'image_settings': asdict(self.settings), 'max_length': self.max_length,
-                  'tags': self.tags.as_dict() if self.tags else None}
-        (directory / PROCESSOR_CONFIG).write_text(json.dumps(config, indent=2) + '\n')
+    def to_dict(self) -> Dict[str, Any]:
+        """What `save_pretrained` writes to processor_config.json: the image processor's settings, max_length and the
+        tags as plain JSON."""
+        output = super().to_dict()
+        output['tags'] = self.tags.as_dict() if self.tags else None
+        return output
 
     @classmethod
-    def from_pretrained(cls, directory: Union[str, Path]) -> 'VisionLanguageProcessor':
+    def from_pretrained(cls, directory: Union[str, Path], **kwargs: Any) -> 'VisionLanguageProcessor':
+        """From a local folder written by `save_pretrained` (`vlm export`): never downloads. A missing or unusable
+        file is one `MissingFileError` / `DataError` naming it and the field. Folders of earlier vlm versions (their
+        image settings under 'image_settings') load too. `AutoProcessor.from_pretrained` arrives here."""
         directory = Path(directory)
         config_file = directory / PROCESSOR_CONFIG
         if not config_file.is_file():
             raise MissingFileError(config_file, f'missing: is {directory} a vlm model directory (`vlm export`)?')
         config = read_json(config_file, 'processor config')
-        if not isinstance(config, dict) or not isinstance(config.get('image_settings'), dict):
-            raise DataError(config_file, 'expected a JSON object with image_settings (image_size, patch_size, '
-                                         'pixel_shuffle, image_mean, image_std) and max_length', field='image_settings')
+        image = config.get('image_processor', config.get('image_settings')) if isinstance(config, dict) else None
+        if not isinstance(image, dict):
+            raise DataError(config_file, 'expected a JSON object with image_processor (image_size, patch_size, '
+                                         'pixel_shuffle, image_mean, image_std) and max_length',
+                            field='image_processor')
         try:
-            settings = ImageSettings(**config['image_settings'])
-            settings.tokens_per_image  # image_size a multiple of patch_size * pixel_shuffle
+            image_processor = VisionLanguageImageProcessor(
+                **{key: value for key, value in image.items() if key != 'image_processor_type'})
+            image_processor.tokens_per_image  # image_size a multiple of patch_size * pixel_shuffle
             max_length = int(config['max_length'])
             tags = TagSettings.of(config.get('tags'))
         except (TypeError, KeyError, ValueError, ZeroDivisionError, InputError) as error:
             raise DataError(config_file, f'unusable processor settings ({type(error).__name__}: {error})'[:300],
-                            field='image_settings') from None
+                            field='image_processor') from None
         if not any((directory / name).is_file() for name in ('tokenizer.json', 'tokenizer_config.json')):
             raise MissingFileError(directory, 'no tokenizer files (tokenizer.json, tokenizer_config.json): write the '
                                               'folder with `vlm export`', field='tokenizer')
-        return cls(load_tokenizer(directory), settings, max_length, tags)
+        return cls(image_processor, load_tokenizer(directory), max_length, tags)

@@ -299,7 +299,7 @@ class VisionLanguageTask(VlmTask):
         output = self.model.generate(**inputs, max_new_tokens=self.hparams.max_new_tokens,
                                      num_beams=self.hparams.num_beams, do_sample=False,
                                      synced_gpus=self._parameters_sharded())
-        return self.processor.decode(output, inputs['input_ids'].shape[1])
+        return self.processor.decode_generated(output, inputs['input_ids'].shape[1])
 
     def _parameters_sharded(self) -> bool:
         """Whether the weights are sharded over the ranks (FSDP2, DeepSpeed ZeRO-3): every forward is then a
