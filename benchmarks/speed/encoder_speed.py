@@ -31,6 +31,26 @@ import vlm  # noqa: F401  (registers the vlm encoders)
 REFERENCE = 'timm vit_small_patch16_224 (plain, LayerNorm, abs pos)'
 
 
+class TorchRmsNorm(RmsNorm):
+    """timm's `RmsNorm` (same parameters and state dict) computed by torch's fused `F.rms_norm`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.rms_norm(x, self.normalized_shape, self.weight, self.eps)
+
+
+def with_torch_rms_norm(model: torch.nn.Module) -> torch.nn.Module:
+    """`model` with each of vlm's `FastRmsNorm`s replaced by a `TorchRmsNorm` holding the same weight."""
+    from vlm.layers.rms_norm import FastRmsNorm
+
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if type(child) is FastRmsNorm:
+                replacement = TorchRmsNorm(child.normalized_shape[0], eps=child.eps)
+                replacement.load_state_dict(child.state_dict())
+                setattr(module, name, replacement)
+    return model
+
+
 def build_models() -> Dict[str, Callable[[], torch.nn.Module]]:
     """Model factories, reference first. All ViT-S/16: width 384, depth 12, 6 heads, 1000 classes."""
     return {
@@ -39,10 +59,14 @@ def build_models() -> Dict[str, Callable[[], torch.nn.Module]]:
             'vlm_vit_small_patch16_rope_rms', rope_type='mixed'),
         'vlm_vit_small_patch16_rope_rms (axial)': lambda: timm.create_model(
             'vlm_vit_small_patch16_rope_rms', rope_type='axial'),
+        'vlm_vit_small_patch16_rope_rms (mixed) + F.rms_norm': lambda: with_torch_rms_norm(timm.create_model(
+            'vlm_vit_small_patch16_rope_rms', rope_type='mixed')),
         'timm vit_small_patch16_rope_mixed_224 + RmsNorm': lambda: timm.create_model(
             'vit_small_patch16_rope_mixed_224', norm_layer=RmsNorm, init_values=None),
         'timm vit_small_patch16_rope_224 (axial) + RmsNorm': lambda: timm.create_model(
             'vit_small_patch16_rope_224', norm_layer=RmsNorm, init_values=None),
+        'timm vit_small_patch16_rope_mixed_224 + F.rms_norm': lambda: timm.create_model(
+            'vit_small_patch16_rope_mixed_224', norm_layer=TorchRmsNorm, init_values=None),
     }
 
 
@@ -118,21 +142,13 @@ def component_steps(batch: int = 16, tokens: int = 197, width: int = 384, heads:
             out.sum().backward()
         return run
 
-    class TorchRmsNorm(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.weight = torch.nn.Parameter(torch.ones(width))
-
-        def forward(self, tensor: torch.Tensor) -> torch.Tensor:
-            return torch.nn.functional.rms_norm(tensor, (width,), self.weight, 1e-6)
-
     vlm_rope = RotaryEmbedding2d(width // heads, heads, depth, 'mixed')
     timm_rope = RotaryEmbeddingMixed(width, depth, heads, temperature=10.0, grid_indexing='ij')
     return {
         'RMSNorm': {
             'vlm FastRmsNorm': step(FastRmsNorm(width)),
             'timm RmsNorm': step(RmsNorm(width)),
-            'torch F.rms_norm': step(TorchRmsNorm()),
+            'torch F.rms_norm': step(TorchRmsNorm(width)),
             'torch LayerNorm (reference: no RMS)': step(torch.nn.LayerNorm(width)),
         },
         'attention + mixed RoPE (one block)': {
