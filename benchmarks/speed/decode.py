@@ -75,8 +75,7 @@ def measure_vlm(model_dir: str, precision: str, image: str, new_tokens: int, rou
         for batch in (1, 8):
             inputs = processor.batch_conversations([vqa_conversation([QUESTION])] * batch, [[image]] * batch,
                                                    add_generation_prompt=True, padding_side='left')
-            inputs = dict(inputs)
-            inputs['pixel_values'] = inputs['pixel_values'].to(model.dtype)
+            inputs = dict(inputs)  # fp32 pixels: the model casts them to its encoder's dtype
             prefix = inputs['input_ids'].shape[1]
             text_ids = torch.randint(100, 1000, (batch, prefix))
             options = dict(do_sample=False, pad_token_id=processor.tokenizer.pad_token_id)

@@ -117,9 +117,12 @@ class ImageClassifier(VlmTask):
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         """A frozen encoder runs in eval mode (no dropout or drop path on the features the head learns from); it
-        goes back to train mode when LP-FT starts fine-tuning it."""
-        self.model.train(not self.encoder_frozen())
-        self.model.head.train()
+        goes back to train mode when LP-FT starts fine-tuning it. The mode is set only when it changes (Lightning
+        puts the whole module in train mode at each training epoch's start)."""
+        encoder_training = not self.encoder_frozen()
+        if self.model.training != encoder_training or not self.model.head.training:
+            self.model.train(encoder_training)
+            self.model.head.train()
 
     def optimizer_params(self) -> Any:
         """timm's parameter groups (layer-wise lr decay when set; no weight decay on 1-D tensors and the encoder's
