@@ -8,8 +8,9 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import timm
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, resolve_data_config
-from timm.models import get_pretrained_cfg
-from timm.models._factory import parse_model_name
+from timm.models import get_pretrained_cfg, parse_model_name
+# timm's own reader of a local-dir: folder's config.json (the one `timm.create_model('local-dir:...')` uses, with
+# its legacy-format and model_args repairs); timm exports no public name for it, so timm is pinned (pyproject)
 from timm.models._hub import load_model_config_from_path
 from torch import nn
 
