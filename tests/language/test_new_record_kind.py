@@ -144,7 +144,7 @@ def test_a_format_written_outside_vlm_trains_validates_and_predicts(tmp_path, co
     torch.manual_seed(0)
     task = VisionLanguageTask(encoder='vlm_vit_tiny_patch16_rope_rms', encoder_kwargs=TINY_ENCODER,
                               decoder=TINY_DECODER, pixel_shuffle=2, image_size=32, tokenizer_vocab_size=300,
-                              monitor='val/count_mae', max_new_tokens=2)
+                              monitor='val/count_mae', monitor_mode='min', max_new_tokens=2)
     data = CountingData()
     trainer = L.Trainer(max_steps=1, val_check_interval=1, accelerator='cpu', logger=False, default_root_dir=tmp_path,
                         num_sanity_val_steps=0, enable_progress_bar=False, enable_model_summary=False)
@@ -155,6 +155,10 @@ def test_a_format_written_outside_vlm_trains_validates_and_predicts(tmp_path, co
     assert all(f'Ġ{word}' in vocab for word in WORDS)
     error = trainer.callback_metrics['val/count_mae']  # every image asked, scored by the registered metric
     assert 0 <= error.item() <= 3 and 'val/vqa_acc' not in trainer.callback_metrics
+    checkpoints = [c for c in trainer.callbacks if getattr(c, 'monitor', None) == 'val/count_mae']
+    assert checkpoints and checkpoints[0].mode == 'min'  # lower is better: the best checkpoint is the lowest error
+    with pytest.raises(ValueError, match='monitor_mode'):
+        VisionLanguageTask(monitor='val/count_mae', monitor_mode='lowest')
 
     trainer = L.Trainer(accelerator='cpu', logger=False, enable_progress_bar=False,
                         callbacks=[PredictionWriter(str(tmp_path / 'predictions'))])

@@ -1,18 +1,22 @@
 """The processor is a transformers `ProcessorMixin`: saved by its `save_pretrained`, found by `AutoProcessor` /
-`AutoImageProcessor` after `import vlm`, padded by the tokenizer; folders written by earlier vlm versions still load."""
+`AutoImageProcessor` after `import vlm`, padded by the tokenizer; folders written by earlier vlm versions still load.
+The processor and the collator travel pickled to spawned loader workers."""
 import json
 import pickle
+import random
 
 import torch
 from transformers import AutoImageProcessor, AutoProcessor, ProcessorMixin
 
 import vlm  # noqa: F401  (registers the Auto classes)
+from vlm.language.collator import VisionLanguageCollator
 from vlm.language.image_processor import VisionLanguageImageProcessor
 from vlm.language.processor import VisionLanguageProcessor
 from vlm.language.prompts import caption_prompt, target_text, vqa_prompt
+from vlm.language.records import CaptionRecord
 from vlm.language.tokenizer import IGNORE_INDEX
 
-from .tiny import export_tiny_model, random_images, tiny_model
+from .tiny import CAPTIONS, export_tiny_model, random_images, tiny_model
 
 PROMPTS = [caption_prompt(), vqa_prompt('what color is the circle?'), vqa_prompt('how many stars are there?')]
 
@@ -82,3 +86,20 @@ def test_the_processor_travels_to_loader_workers_and_decodes_as_transformers_doe
     _same_batches(pickle.loads(pickle.dumps(processor)), processor)
     ids = processor([PROMPTS[0]], targets=[target_text('red')])['input_ids']
     assert processor.batch_decode(ids) == processor.tokenizer.batch_decode(ids)
+
+
+def test_the_collator_pickles_for_spawned_loader_workers():
+    """A spawned or forkserver worker receives the collator pickled; it draws texts from Python's `random`, which
+    torch seeds in each worker: the same seed, the same texts."""
+    _, processor = tiny_model()
+    record = CaptionRecord(random_images(1)[0], CAPTIONS, image_id=1)
+    collator = VisionLanguageCollator(processor, training=True, texts_per_image=2)
+    again = pickle.loads(pickle.dumps(collator))
+    drawn = []
+    for seed in (0, 0, 1):
+        random.seed(seed)
+        first = collator([record])['inputs']['input_ids']
+        random.seed(seed)
+        assert torch.equal(again([record])['inputs']['input_ids'], first)
+        drawn.append(first)
+    assert first.shape[0] == 2 and torch.equal(drawn[0], drawn[1]) and not torch.equal(drawn[0], drawn[2])

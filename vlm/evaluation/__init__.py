@@ -11,7 +11,7 @@ _WHERE = {
     'CocoResultsError': 'coco_results', 'detections_to_coco_results': 'coco_results',
     'validate_results': 'coco_results', 'CAPTION_METRICS': 'caption_scores', 'evaluate_captions': 'caption_scores',
     'CaptionScores': 'text_metrics', 'VqaAccuracy': 'text_metrics', 'vqa_accuracy': 'vqa_accuracy',
-    'ConversationAccuracy': 'text_metrics', 'TEXT_METRICS': 'text_metrics', 'text_metrics': 'text_metrics',
+    'ConversationAccuracy': 'text_metrics', 'TEXT_METRICS': 'text_metrics', 'build_text_metrics': 'text_metrics',
 }
 __all__ = sorted(_WHERE)
 

@@ -106,6 +106,6 @@ TEXT_METRICS: Dict[str, Callable[[], Metric]] = {
 }
 
 
-def text_metrics() -> ModuleDict:
+def build_text_metrics() -> ModuleDict:
     """A fresh instance of every registered text metric, by name (a ModuleDict: they move with the task)."""
     return ModuleDict({name: make() for name, make in TEXT_METRICS.items()})

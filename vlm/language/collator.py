@@ -7,7 +7,6 @@ tagger's targets. Skipped samples are dropped and counted.
 """
 from __future__ import annotations
 
-import random
 from typing import Any, Dict, Sequence
 
 from vlm.errors import split_skipped
@@ -33,7 +32,7 @@ class VisionLanguageCollator:
                  packing: str = 'sequences', truncation: bool = False) -> None:
         check_packing(texts_per_image, packing)
         self.processor, self.training = processor, training
-        self.choose, self.packing, self.truncation = Choose(texts_per_image, random), packing, truncation
+        self.choose, self.packing, self.truncation = Choose(texts_per_image), packing, truncation
 
     def __call__(self, records: Sequence[Any]) -> Dict[str, Any]:
         usable, skipped = split_skipped(records)
@@ -50,7 +49,8 @@ class VisionLanguageCollator:
         usable = [record for record in usable if isinstance(record, ImageTextRecord)]
         if not usable:
             return batch
-        instances = {id(record.images[0]): record.instances for record in usable if record.instances is not None}
+        instances = {id(record.images[0]): record.instances for record in usable  # a one-image record's objects
+                     if record.instances is not None and len(record.images) == 1}
         samples = [sample for record in usable for sample in
                    (record.training_samples(self.choose, self.packing) if self.training
                     else [record.validation_sample()])]

@@ -13,6 +13,7 @@ A new image-text format is a dataset whose items are these records, or records o
 """
 from __future__ import annotations
 
+import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -33,14 +34,16 @@ def check_packing(texts_per_image: int, packing: str) -> None:
 
 
 class Choose:
-    """Which of an image's texts one training step learns: `count` of them drawn without replacement (0: all)."""
+    """Which of an image's texts one training step learns: `count` of them drawn without replacement (0: all), by
+    Python's global `random` (seeded per loader worker by torch), so a collator holding it pickles to spawned
+    workers and each worker draws its own."""
 
-    def __init__(self, count: int, rng: Any) -> None:
-        self.count, self.rng = count, rng
+    def __init__(self, count: int) -> None:
+        self.count = count
 
     def __call__(self, items: Sequence[Any]) -> List[Any]:
         count = self.count or len(items)
-        return self.rng.sample(list(items), min(count, len(items)))
+        return random.sample(list(items), min(count, len(items)))
 
 
 class Reference(ABC):
@@ -143,7 +146,7 @@ class ImageTextRecord(ABC):
         """Its texts in the form the model reads them: what a fresh tokenizer is trained on."""
 
 
-@dataclass
+@dataclass(eq=False)  # holds image tensors: compared by identity
 class CaptionRecord(ImageTextRecord):
     """An image and its reference captions (COCO captions). Each caption is its own sequence in training: packed,
     a later caption of an image could copy the earlier ones instead of looking at it. Evaluation captions the image
@@ -182,7 +185,7 @@ class Question:
     image_id: int
 
 
-@dataclass
+@dataclass(eq=False)  # holds image tensors: compared by identity
 class VqaRecord(ImageTextRecord):
     """An image and questions about it (VQAv2): one question, or all of an image's with `group_by_image`. Training
     learns the chosen questions, one sequence each or (packing 'turns') as one multi-turn conversation; evaluation
@@ -215,7 +218,7 @@ class VqaRecord(ImageTextRecord):
         return (vqa_text(q.question, q.answer) for q in self.questions)
 
 
-@dataclass
+@dataclass(eq=False)  # holds image tensors: compared by identity
 class ConversationRecord(ImageTextRecord):
     """A dialogue about one or more images (LLaVA's format): `messages` [{'role', 'content'}, ...], each `<image>`
     bound to the next image. Training learns every assistant turn; evaluation asks each assistant turn given the
@@ -240,7 +243,7 @@ class ConversationRecord(ImageTextRecord):
         return (message['content'] for message in self.messages)
 
 
-@dataclass
+@dataclass(eq=False)  # holds an image tensor: compared by identity
 class ImageObjects:
     """An image with its annotated objects and no text (a COCO instances file): what the cell tagger learns from."""
     image: Any

@@ -16,15 +16,16 @@ class RopeAttention(nn.Module):
 
     Drop-in for timm's `EvaAttention` inside `EvaBlock` (same `forward(x, rope, attn_mask, is_causal)`), with the
     rotation done once for q and k together by `apply_rotary` (identity rows for the prefix tokens, no slicing)
-    instead of per tensor. Kept over timm's attention because it wins, measured on the 2-core CI machine (torch
-    2.14.1, timm 1.0.31, 2026-12-06):
+    instead of per tensor. Kept over timm's attention, measured on the 2-core CI machine (torch 2.14.1, timm 1.0.31,
+    2026-12-06):
     - forward + backward of one ViT-S block's attention with mixed RoPE on (16, 197, 384) (`python -m
       benchmarks.speed.encoder_speed --components`): 112 ms, against 119 ms for timm's `EvaAttention` (1.06x, and it
       has no key bias, so it cannot hold a converted ViT's) and 117 ms for `AttentionRope` (1.05x);
     - a whole ViT-S/16 training step (`python -m benchmarks.speed.encoder_speed`): timm's own Eva with mixed RoPE
       (`vit_small_patch16_rope_mixed_224`: `AttentionRope`) and `F.rms_norm` runs at 0.923 of timm's plain ViT
-      (0.913 in a second run), this encoder at 0.947 (0.945): timm's pieces are not within the 0.95 that would make
-      vlm use them.
+      (0.913 in a second run), this encoder at 0.947 (0.945). The rule (issue 26): use timm's attention and torch's
+      norm if that model trains within 0.95 of the plain ViT; it does not, and it is the slower of the two in
+      both runs.
     """
 
     def __init__(

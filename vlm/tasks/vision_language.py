@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch.callbacks import BaseFinetuning
 
 from vlm.evaluation.tag_accuracy import TagAccuracy
-from vlm.evaluation.text_metrics import text_metrics
+from vlm.evaluation.text_metrics import TEXT_METRICS, build_text_metrics
 from vlm.io.checkpoints import read_checkpoint
 from vlm.language.build import build_vision_language_model
 from vlm.language.checkpoint import (
@@ -72,8 +72,9 @@ class VisionLanguageTask(VlmTask):
     activation_checkpointing: recompute encoder and decoder blocks in the backward pass (less memory, ~30% slower).
     Under `ModelParallelStrategy` (FSDP2) every encoder block, decoder layer and the whole model are sharded with
     `fully_shard` over the data-parallel mesh in `configure_model`.
-    monitor: the checkpointed metric, 'val/CIDEr', 'val/vqa_acc', 'val/chat_acc' (conversation turns) or
-        'val/loss'.
+    monitor / monitor_mode: the checkpointed metric, 'val/CIDEr', 'val/vqa_acc', 'val/chat_acc' (conversation
+        turns), 'val/loss', or one of a registered metric's; and whether higher ('max') or lower ('min') is better
+        (default: 'min' for a loss, else 'max').
     max_new_tokens / num_beams: generation at validation, test and predict.
     """
 
@@ -103,6 +104,7 @@ class VisionLanguageTask(VlmTask):
             packing: str = 'sequences',
             activation_checkpointing: bool = False,
             monitor: str = 'val/CIDEr',
+            monitor_mode: Optional[str] = None,
             max_new_tokens: int = 32,
             num_beams: int = 1,
             optimization: Optional[Optimization] = None,
@@ -121,12 +123,14 @@ class VisionLanguageTask(VlmTask):
         if both:
             raise ValueError(f'{sorted(both)}: a part learns all its weights (trainable) or LoRA adapters, not both')
         check_packing(texts_per_image, packing)
+        if monitor_mode not in (None, 'min', 'max'):
+            raise ValueError(f"monitor_mode must be 'min' or 'max' (or None: 'min' for a loss), got {monitor_mode!r}")
         self.monitor = monitor
-        self.monitor_mode = 'min' if monitor.endswith('loss') else 'max'
+        self.monitor_mode = monitor_mode or ('min' if monitor.endswith('loss') else 'max')
         self.model = None
         self.processor = None
         self.tokenizer_files: Dict[str, str] = {}
-        self.text_metrics = text_metrics()  # by name: 'captions', 'vqa', 'conversations', and any registered
+        self.text_metrics = build_text_metrics()  # by name: 'captions', 'vqa', 'conversations', any registered
         self.tag_accuracy = TagAccuracy(self.tags.fields) if self.tags else None
 
     # -- building ------------------------------------------------------------------------------------------------
@@ -323,6 +327,11 @@ class VisionLanguageTask(VlmTask):
         self.log(f'{split}/loss', output.loss, sync_dist=True, batch_size=batch['records'])
         reference: Reference
         for text, reference in zip(self.generate(batch['generation_inputs']), batch['targets']):
+            if reference.metric not in self.text_metrics:
+                raise KeyError(f'a {type(reference).__name__} is scored by the text metric {reference.metric!r}, which '
+                               f'this task does not have (it has {sorted(self.text_metrics)}): register it in '
+                               f'vlm.evaluation.TEXT_METRICS before the task is built (registered now: '
+                               f'{sorted(TEXT_METRICS)})')
             reference.score(self.text_metrics[reference.metric], text)
 
     def _score_tags(self, logits: Optional[TagLogits], inputs: Dict[str, torch.Tensor]) -> None:
@@ -347,8 +356,9 @@ class VisionLanguageTask(VlmTask):
         registered (torchmetrics gathers every rank's predictions, so every rank logs the same values and the
         checkpoint callbacks agree)."""
         metrics = list(self.text_metrics.values())
-        scores = {key: value for metric in metrics if metric.update_called for key, value in metric.compute().items()}
-        if self.tag_accuracy is not None and self.tag_accuracy.update_called:
+        scores = {key: value for metric in metrics if self._updated_anywhere(metric)
+                  for key, value in metric.compute().items()}
+        if self.tag_accuracy is not None and self._updated_anywhere(self.tag_accuracy):
             scores.update({f'tags/{key}': value for key, value in self.tag_accuracy.compute().items()})
             self.tag_accuracy.reset()
         example = self.text_metrics['captions'].examples(1)
@@ -361,6 +371,11 @@ class VisionLanguageTask(VlmTask):
             print(f'{split}: ' + '  '.join(f'{key} {value:.4f}' for key, value in scores.items()))
             for image_id, caption, references in example:
                 print(f"  e.g. image {image_id}: {caption!r}  (ref: {references[0]!r})")
+
+    def _updated_anywhere(self, metric: Any) -> bool:
+        """Whether any rank updated `metric` this epoch: then every rank computes it (its sync is a collective, so
+        a rank that saw none of its records must join rather than skip it)."""
+        return bool(self.trainer.strategy.reduce_boolean_decision(metric.update_called, all=False))
 
     # -- predict -------------------------------------------------------------------------------------------------
     def predict_step(self, batch: Dict[str, Any], batch_idx: int) -> List[Tuple[str, Dict[str, Any]]]:
