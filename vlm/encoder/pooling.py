@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+from timm.layers import global_pool_nlc
 from torch import nn
 
 POOLS = ('token', 'avg', 'token+avg')
@@ -30,12 +31,9 @@ def pooled_width(encoder: nn.Module, pool: Optional[str]) -> int:
 def pool_features(encoder: nn.Module, tokens: torch.Tensor, pool: Optional[str]) -> torch.Tensor:
     """tokens (B, P + N, D) of `encoder.forward_features` -> (B, D), or (B, 2D) for 'token+avg' (class token, then
     the mean of the N patch tokens; the P prefix tokens are the class and register tokens), each through the
-    encoder's `fc_norm`. None: the encoder's own `forward_head(pre_logits=True)`."""
+    encoder's `fc_norm`; each pooled by timm's `global_pool_nlc`). None: the encoder's own
+    `forward_head(pre_logits=True)`."""
     if pool is None:
         return encoder.forward_head(tokens, pre_logits=True)
-    parts = []
-    if 'token' in pool:
-        parts.append(tokens[:, 0])
-    if 'avg' in pool:
-        parts.append(tokens[:, encoder.num_prefix_tokens:].mean(dim=1))
+    parts = [global_pool_nlc(tokens, kind, encoder.num_prefix_tokens) for kind in pool.split('+')]  # (B, D) each
     return torch.cat([encoder.fc_norm(part) for part in parts], dim=-1)
